@@ -1,0 +1,3 @@
+from gitgw.cli import main
+
+raise SystemExit(main())

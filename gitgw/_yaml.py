@@ -1,0 +1,87 @@
+"""The only module that imports ruamel.yaml.
+
+Records gitgw writes use a strict subset of YAML: one ``key: <JSON value>`` line per
+top-level field. Every such file is ordinary YAML 1.2 (JSON is YAML's flow style), reads
+well in a forge's web view, and parses exactly and fast without a YAML parser, which is
+what lets `gitgw verify` check tens of thousands of records a second. Anything else,
+such as a hand-written config, goes through ruamel.yaml.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+__all__ = ["YamlError", "dump_document", "dump_record", "load_document", "load_record"]
+
+_LINE = re.compile(r"([a-z_][a-z0-9_]*): (.+)")
+
+
+class YamlError(ValueError):
+    """The text is not valid YAML (or not a mapping where one is required)."""
+
+
+def _safe() -> YAML:
+    return YAML(typ="safe", pure=True)
+
+
+def dump_record(data: dict[str, Any]) -> str:
+    """A mapping as gitgw's record YAML: one ``key: <JSON>`` line per key, in order."""
+    lines = []
+    for key, value in data.items():
+        text = json.dumps(value, ensure_ascii=False)
+        # YAML 1.1 readers treat these as line breaks; keep them escaped.
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        lines.append(f"{key}: {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _load_fast(text: str) -> dict[str, Any] | None:
+    data: dict[str, Any] = {}
+    for line in text.splitlines():
+        match = _LINE.fullmatch(line)
+        if match is None:
+            return None
+        key, value = match.groups()
+        if key in data:
+            return None
+        try:
+            data[key] = json.loads(value)
+        except ValueError:
+            return None
+    return data or None
+
+
+def load_record(text: str) -> dict[str, Any]:
+    """Parse a record file: the exact fast path for gitgw's own layout, else full YAML."""
+    fast = _load_fast(text)
+    return fast if fast is not None else load_document(text)
+
+
+def load_document(text: str) -> dict[str, Any]:
+    """Parse a YAML document that must be a mapping (an empty document is {})."""
+    try:
+        data = _safe().load(text)
+    except YAMLError as exc:
+        lines = str(exc).strip().splitlines()
+        raise YamlError(lines[-1] if lines else "bad YAML") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise YamlError(f"expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def dump_document(data: Any) -> str:
+    """Block-style YAML for a config a person will read and edit."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    stream = io.StringIO()
+    yaml.dump(data, stream)
+    return stream.getvalue()

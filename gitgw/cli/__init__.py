@@ -1,0 +1,127 @@
+"""The `gitgw` command: the only place that prints, and the one place errors become
+messages and exit codes.
+
+Exit codes: 0 success; 1 a `GitgwError` (message and hint on stderr) or a failed check;
+2 bad usage (click); 3 an unexpected crash, with a log written under gitgw's home.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gitgw import __version__
+from gitgw.errors import GitgwError
+from gitgw.settings import Settings, default_home
+
+__all__ = ["cli", "main"]
+
+
+class UserError(click.ClickException):
+    """A `GitgwError` on its way out: printed as `gitgw: error: …` plus its hint."""
+
+    exit_code = 1
+
+    def __init__(self, error: GitgwError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"gitgw: error: {self.error.message}", err=True)
+        if self.error.hint:
+            click.echo(f"hint: {self.error.hint}", err=True)
+
+
+class GitgwGroup(click.Group):
+    """The root group: turns every `GitgwError` into a `UserError`, once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GitgwError as error:
+            raise UserError(error) from error
+
+
+@click.group(
+    cls=GitgwGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="GITGW_REPO",
+    help="The repository holding the state branch [env: GITGW_REPO; default: the Git "
+    "repository around the current directory].",
+)
+@click.option(
+    "--branch",
+    default="gitgw",
+    envvar="GITGW_BRANCH",
+    show_default=True,
+    help="The state branch's name [env: GITGW_BRANCH].",
+)
+@click.version_option(__version__, prog_name="gitgw")
+@click.pass_context
+def cli(ctx: click.Context, repo: Path | None, branch: str) -> None:
+    """gitgw: a Git-native AI gateway and workflow engine.
+
+    Everything gitgw remembers (configuration, consent, receipts, runs, handoffs and
+    shared memory) lives as plain files on one branch of a Git repository, written
+    through the object store and synced through any Git server.
+
+    \b
+    Start here:
+      gitgw init --example DIR   create a repository with the example state
+      gitgw --repo DIR status    what the state branch holds
+      gitgw --repo DIR verify    prove nothing was altered or deleted
+    """
+    ctx.obj = Settings(repo=repo, branch=branch)
+
+
+def _register() -> None:
+    from gitgw.cli import demo, init, schemas, status, sync, verify
+
+    for module in (init, status, verify, sync, schemas, demo):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def _crash_log(exc: BaseException) -> Path | None:
+    stamp = datetime.datetime.now(tz=datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
+    path = default_home() / "crash" / f"{stamp}-{os.getpid()}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        details = (
+            f"gitgw {__version__}\npython {sys.version}\nplatform {platform.platform()}\n"
+            f"argv {sys.argv!r}\n\n" + "".join(traceback.format_exception(exc))
+        )
+        path.write_text(details)
+    except OSError:
+        return None
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of raising SystemExit."""
+    try:
+        cli.main(args=argv, prog_name="gitgw")
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except KeyboardInterrupt:
+        click.echo("gitgw: interrupted", err=True)
+        return 130
+    except Exception as exc:  # the one place an unexpected error becomes exit 3
+        log = _crash_log(exc)
+        where = f"; details are in {log}" if log else ""
+        click.echo(f"gitgw: unexpected error ({type(exc).__name__}: {exc}){where}", err=True)
+        click.echo("hint: this is a bug in gitgw; please report it with that file", err=True)
+        return 3

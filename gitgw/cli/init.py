@@ -1,0 +1,32 @@
+"""`gitgw init`: create a state branch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gitgw.cli._output import echo
+from gitgw.cli._repo import settings
+from gitgw.services.init import init_state
+
+
+@click.command("init")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--example", is_flag=True, help="Seed the branch with the example state.")
+@click.option("--branch", help="The state branch's name [default: the root --branch, gitgw].")
+def command(path: Path, example: bool, branch: str | None) -> None:
+    """Create the state branch in the repository at PATH (default: here).
+
+    PATH becomes a Git repository if it is not one. Inside an existing code repository,
+    gitgw adds only the state branch: the checked-out branch, the index and the files
+    stay as they are. An existing state branch is never overwritten.
+    """
+    result = init_state(path, branch or settings().branch, example=example)
+    made = "created a repository and " if result.created_repository else ""
+    seed = "the example state" if example else "a default configuration"
+    echo(
+        f"{made}created state branch {result.branch!r} in {result.repository} "
+        f"with {seed} ({result.files} files) at {result.head[:12]}"
+    )
+    echo(f"next: gitgw --repo {path} status")

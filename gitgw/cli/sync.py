@@ -1,0 +1,38 @@
+"""`gitgw sync`: exchange the state branch with a remote."""
+
+from __future__ import annotations
+
+import click
+
+from gitgw.cli._output import echo, emit_json
+from gitgw.cli._repo import open_repo
+from gitgw.services.sync import sync
+
+
+@click.command("sync")
+@click.option(
+    "--remote",
+    default="origin",
+    show_default=True,
+    help="A configured remote's name, or a URL (git://, http(s)://, a path).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a versioned envelope).")
+def command(remote: str, as_json: bool) -> None:
+    """Fetch the remote's state branch, merge it, and push the result.
+
+    Records never conflict (each is its own file). If a mutable file (gitgw.yaml, a
+    workflow, a memory note) changed on both sides, your version stays in place and the
+    remote's is kept under conflicts/ with a conflict record: nothing is dropped. An
+    unreachable remote leaves your local state untouched.
+    """
+    with open_repo() as repo:
+        result = sync(repo, remote)
+    if as_json:
+        emit_json(result)
+        return
+    head = result.head[:12] if result.head else "-"
+    echo(f"{result.action}: {result.remote} and local are both at {head}"
+         f" ({result.attempts} attempt(s))")  # fmt: skip
+    for conflict in result.conflicts:
+        echo(f"conflict: {conflict.path} changed on both sides; kept yours, theirs is at "
+             f"{conflict.kept_at}")  # fmt: skip

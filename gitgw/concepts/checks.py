@@ -1,0 +1,39 @@
+"""The checks every way into the state branch runs: gitgw's own writes, a person's
+commit (pre-commit hook), and a push (pre-receive hook).
+
+A check looks at one file's path and bytes and raises `InvalidRecord` with the reason.
+The format check (schema, digest, place) always runs; more checks, such as the secrets
+guard, register themselves here so every path into the repository gets them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gitgw.records import Parsed, kind_of, parse_file
+
+__all__ = ["FileCheck", "check_file", "is_add_only", "register_check"]
+
+FileCheck = Callable[[str, bytes, Parsed], None]
+
+_checks: list[FileCheck] = []
+
+
+def register_check(check: FileCheck) -> None:
+    """Run `check` on every file after its format check passes."""
+    if check not in _checks:
+        _checks.append(check)
+
+
+def check_file(path: str, data: bytes) -> Parsed:
+    """Every check on one file; raises `InvalidRecord` naming the path and the reason."""
+    parsed = parse_file(path, data)
+    for check in _checks:
+        check(path, data, parsed)
+    return parsed
+
+
+def is_add_only(path: str) -> bool:
+    """Whether `path` holds an add-only record (never modified or deleted once added)."""
+    found = kind_of(path)
+    return found is not None and found[0].add_only

@@ -1,0 +1,79 @@
+"""Types every record shares: trust levels, ULIDs, times, and the record base classes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+from gitgw._canonical import compute_digest, format_time
+from gitgw._clock import is_ulid
+
+__all__ = [
+    "LEVELS",
+    "AddOnlyRecord",
+    "Digest",
+    "Level",
+    "Record",
+    "Sha256",
+    "Timestamp",
+    "Ulid",
+    "level_rank",
+]
+
+LEVELS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
+Level = Literal["public", "internal", "confidential", "restricted"]
+
+
+def level_rank(level: str) -> int:
+    """The position of `level` from lowest (public, 0) to highest (restricted, 3)."""
+    return LEVELS.index(level)
+
+
+def _check_ulid(value: str) -> str:
+    if not is_ulid(value):
+        raise ValueError("must be a ULID (26 characters of Crockford base32, upper case)")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone (gitgw writes UTC with a trailing Z)")
+    return value.astimezone(UTC)
+
+
+Ulid = Annotated[str, AfterValidator(_check_ulid)]
+Timestamp = Annotated[datetime, AfterValidator(_utc), PlainSerializer(format_time, return_type=str)]
+Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Record(BaseModel):
+    """A file on the state branch: strict (unknown keys are errors) and immutable in memory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_version: Literal[1] = 1
+
+    def to_data(self) -> dict[str, Any]:
+        """The record as the JSON-compatible mapping written to its file."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class AddOnlyRecord(Record):
+    """A record that is written once under its id and never changed or deleted.
+
+    Its `digest` covers every other field, so verification can prove the bytes on the
+    branch are the bytes that were added.
+    """
+
+    id: Ulid
+    digest: Digest | None = None
+
+    def sealed(self) -> dict[str, Any]:
+        """The record's content with its digest computed and set, ready to write."""
+        data = self.to_data()
+        data.pop("digest", None)
+        data["digest"] = compute_digest(data)
+        return data

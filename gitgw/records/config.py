@@ -1,0 +1,121 @@
+"""`gitgw.yaml`: the gateway's configuration, the one file a person edits most."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gitgw.records.base import Level, Record, Sha256
+
+__all__ = [
+    "AliasConfig",
+    "Candidate",
+    "ClientConfig",
+    "GatewayConfig",
+    "ProviderConfig",
+    "ProxyConfig",
+    "SyncConfig",
+    "TrustConfig",
+    "TrustRule",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ProviderConfig(_Strict):
+    """A model provider: where it is, how to speak to it and what it may see."""
+
+    protocol: Literal["openai", "anthropic"] = "openai"
+    base_url: str
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable holding the key (never the key)."
+    )
+    location: Literal["local", "hosted"]
+    max_trust: Level = Field(description="The highest trust level this provider may receive.")
+
+
+class Candidate(_Strict):
+    """One place an alias may be served from, tried in order."""
+
+    provider: str
+    model: str
+
+
+class AliasConfig(_Strict):
+    """A model name clients ask for, served by an ordered list of candidates."""
+
+    description: str | None = None
+    candidates: list[Candidate] = Field(min_length=1)
+
+
+class TrustRule(_Strict):
+    """A custom classification rule: content matching it is at least `level`."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    level: Level
+    pattern: str | None = Field(default=None, description="A regular expression.")
+    keywords: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> TrustRule:
+        if (self.pattern is None) == (self.keywords is None):
+            raise ValueError("a trust rule needs exactly one of `pattern` or `keywords`")
+        return self
+
+
+class TrustConfig(_Strict):
+    """How requests are classified and what happens when a model may not see one."""
+
+    default_level: Level = "internal"
+    rules: list[TrustRule] = Field(default_factory=list)
+    on_violation: Literal["refuse", "reroute"] = "refuse"
+    reroute_alias: str | None = None
+
+
+class ClientConfig(_Strict):
+    """A client the proxy knows by its bearer token (stored hashed, or read from env)."""
+
+    token_sha256: Sha256 | None = None
+    token_env: str | None = None
+
+
+class ProxyConfig(_Strict):
+    """Where and how the proxy listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8741, ge=1, le=65535)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    capture_content: bool = Field(
+        default=False, description="Write prompt and completion text into receipts and runs."
+    )
+
+
+class SyncConfig(_Strict):
+    """Which remote `gitgw sync` talks to."""
+
+    remote: str = "origin"
+
+
+class GatewayConfig(Record):
+    """The whole of `gitgw.yaml`."""
+
+    mode: Literal["online", "offline"] = "online"
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, AliasConfig] = Field(default_factory=dict)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
+    clients: dict[str, ClientConfig] = Field(default_factory=dict)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+
+    @model_validator(mode="after")
+    def _known_providers(self) -> GatewayConfig:
+        for alias, config in self.models.items():
+            for candidate in config.candidates:
+                if candidate.provider not in self.providers:
+                    raise ValueError(
+                        f"alias {alias!r} names unknown provider {candidate.provider!r}"
+                    )
+        return self

@@ -1,0 +1,106 @@
+"""`gitgw sync`: fetch the remote's state branch, merge it, push the result.
+
+Add-only records have unique names, so the merge is their union and never conflicts.
+When a mutable file (config, workflow, memory note) was changed on both sides, the
+local version stays in place, the remote one is kept under `conflicts/<id>/files/`, and
+a conflict record says so: nothing is dropped silently. A push that loses a race
+(the remote moved meanwhile) is retried after another fetch and merge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gitgw._clock import Clock, default_clock
+from gitgw.concepts.checks import check_file
+from gitgw.errors import Contention, StateBranchMissing
+from gitgw.records import Conflict, render
+from gitgw.state import StateRepo, fetch, merge_heads, push
+
+__all__ = ["SyncResult", "sync"]
+
+_ATTEMPTS = 8
+
+
+@dataclass
+class SyncResult:
+    """What a sync did."""
+
+    remote: str
+    local_before: str | None
+    remote_before: str | None
+    head: str | None = None
+    action: str = "up-to-date"  # up-to-date | fast-forward | merged | pushed | merged+pushed
+    pushed: bool = False
+    attempts: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+
+
+def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult:
+    """Bring the local and remote state branches to the same commit."""
+    clock = clock or default_clock()
+    result = SyncResult(remote=remote, local_before=repo.head(), remote_before=None)
+    for attempt in range(1, _ATTEMPTS + 1):
+        result.attempts = attempt
+        remote_head = fetch(repo, remote)
+        if attempt == 1:
+            result.remote_before = remote_head
+        local = repo.head()
+        if local is None and remote_head is None:
+            raise StateBranchMissing(
+                f"neither {repo.path} nor {remote} has a state branch {repo.branch!r}",
+                "create one with `gitgw init`, then sync",
+            )
+        merged = _integrate(repo, local, remote_head, clock, result)
+        if merged is None:
+            continue  # the local branch moved while merging: start over
+        result.head = merged
+        if merged == remote_head:
+            return result
+        if push(repo, remote, merged, remote_head):
+            result.pushed = True
+            result.action = "pushed" if result.action == "up-to-date" else result.action + "+pushed"
+            return result
+    raise Contention(
+        f"{remote} kept moving; gave up after {_ATTEMPTS} attempts",
+        "your local state is intact; run `gitgw sync` again",
+    )
+
+
+def _integrate(repo: StateRepo, local: str | None, remote_head: str | None, clock: Clock,
+               result: SyncResult) -> str | None:  # fmt: skip
+    """The local head after taking in `remote_head`; None if the local branch moved."""
+    if remote_head is None or local == remote_head:
+        return local
+    if local is None or repo.is_ancestor(local, remote_head):
+        if not repo.set_head(remote_head, local):
+            return None
+        result.action = "fast-forward"
+        return remote_head
+    if repo.is_ancestor(remote_head, local):
+        return local
+    merge = merge_heads(repo, local, remote_head)
+    extra: dict[str, bytes] = {}
+    conflicts = []
+    for found in merge.conflicts:
+        conflict_id = clock.new_id()
+        kept_at = f"conflicts/{conflict_id}/files/{found.path}"
+        record = Conflict(
+            id=conflict_id, path=found.path, ours=local, theirs=remote_head,
+            kept_at=kept_at, created=clock.now(),
+        )  # fmt: skip
+        path, data = render(record)
+        check_file(path, data)
+        extra[path] = data
+        extra[kept_at] = repo.blob(found.theirs)
+        conflicts.append(record)
+    tree = repo.add_files(merge.tree, extra) if extra else merge.tree
+    message = f"gitgw: sync with {result.remote}" + (
+        f" ({len(conflicts)} conflict(s) kept aside)" if conflicts else ""
+    )
+    new_head = repo.commit_tree(tree, [local, remote_head], message, expect=local)
+    if new_head is None:
+        return None
+    result.conflicts.extend(conflicts)
+    result.action = "merged"
+    return new_head

@@ -1,0 +1,92 @@
+"""The branch's history, oldest first, and what each commit changed.
+
+For a merge commit, a file counts as changed only when it differs from every parent:
+a record that arrived through the other parent was checked where it was first added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dulwich.objects import Commit
+
+from gitgw.state.repo import StateRepo
+
+__all__ = ["Change", "changes_of", "commits_oldest_first"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """A file added, modified or deleted by a commit (blob ids; None when absent)."""
+
+    path: str
+    old: str | None
+    new: str | None
+
+    @property
+    def kind(self) -> str:
+        """`added`, `modified` or `deleted`."""
+        if self.old is None:
+            return "added"
+        return "deleted" if self.new is None else "modified"
+
+
+def commits_oldest_first(repo: StateRepo, head: str) -> list[str]:
+    """Every commit reachable from `head`, each after all of its parents."""
+    order: list[bytes] = []
+    state: dict[bytes, int] = {}  # 1 = being visited, 2 = done
+    stack: list[tuple[bytes, bool]] = [(head.encode("ascii"), False)]
+    while stack:
+        sha, expanded = stack.pop()
+        if expanded:
+            state[sha] = 2
+            order.append(sha)
+            continue
+        if state.get(sha):
+            continue
+        state[sha] = 1
+        stack.append((sha, True))
+        commit = repo.trees.get(sha)
+        assert isinstance(commit, Commit)
+        for parent in reversed(commit.parents):
+            if not state.get(parent):
+                stack.append((parent, False))
+    return [sha.decode("ascii") for sha in order]
+
+
+def changes_of(repo: StateRepo, commit_id: str) -> Iterator[Change]:
+    """The files `commit_id` added, modified or deleted relative to its parents."""
+    commit = repo.trees.get(commit_id.encode("ascii"))
+    assert isinstance(commit, Commit)
+    parent_trees = []
+    for parent in commit.parents:
+        obj = repo.trees.get(parent)
+        assert isinstance(obj, Commit)
+        parent_trees.append(obj.tree)
+    if not parent_trees:
+        for path, blob in repo.trees.walk(commit.tree):
+            yield Change(path, None, blob.decode("ascii"))
+        return
+    first, others = parent_trees[0], parent_trees[1:]
+    seen_deleted: set[str] = set()
+    for path, before, after in repo.trees.diff(first, commit.tree):
+        if after is not None and any(_blob_at(repo, t, path) == after for t in others):
+            continue  # it came from another parent unchanged
+        if after is None:
+            seen_deleted.add(path)
+        yield Change(path, _ascii(before), _ascii(after))
+    for other in others:
+        for path, before, after in repo.trees.diff(other, commit.tree):
+            if after is None and path not in seen_deleted and before is not None:
+                seen_deleted.add(path)
+                yield Change(path, _ascii(before), None)
+
+
+def _blob_at(repo: StateRepo, tree: bytes, path: str) -> bytes | None:
+    found = repo.trees.lookup(tree, path)
+    return None if found is None else found[1]
+
+
+def _ascii(sha: bytes | None) -> str | None:
+    return None if sha is None else sha.decode("ascii")

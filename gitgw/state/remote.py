@@ -1,0 +1,121 @@
+"""Fetching and pushing the state branch, over any transport dulwich speaks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from dulwich.client import get_transport_and_path
+from dulwich.errors import GitProtocolError, HangupException, SendPackError
+from dulwich.objects import ObjectID
+from dulwich.pack import UnpackedObject
+from dulwich.refs import Ref
+
+from gitgw.errors import RemoteError
+from gitgw.state.repo import StateRepo
+
+__all__ = ["fetch", "push", "remote_url"]
+
+_ZERO = b"0" * 40
+
+
+def remote_url(repo: StateRepo, remote: str) -> tuple[str, str | None]:
+    """(url, remote name) for a configured remote name, or (url, None) for a URL or path."""
+    config = repo.dulwich_repo.get_config()
+    try:
+        url = config.get((b"remote", remote.encode("utf-8")), b"url")
+    except KeyError:
+        if "://" in remote or remote.startswith(("/", ".")) or "@" in remote:
+            return remote, None
+        raise RemoteError(
+            f"no remote named {remote!r} in {repo.path}",
+            "add one with `git remote add NAME URL`, or pass a URL",
+        ) from None
+    return url.decode("utf-8"), remote
+
+
+def _client(url: str) -> tuple[Any, str]:
+    try:
+        return get_transport_and_path(url)
+    except ValueError as exc:
+        raise RemoteError(f"cannot use remote {url}: {exc}") from exc
+
+
+def _unreachable(url: str, exc: Exception) -> RemoteError:
+    reason = str(exc) or type(exc).__name__
+    return RemoteError(
+        f"cannot reach {url}: {reason}",
+        "local state is untouched; sync again when the remote is back",
+    )
+
+
+def fetch(repo: StateRepo, remote: str) -> str | None:
+    """Fetch the remote's state branch; its commit id, or None if it has none yet.
+
+    A named remote's head is also kept at `refs/remotes/<name>/<branch>`.
+    """
+    url, name = remote_url(repo, remote)
+    client, path = _client(url)
+    ref = repo.ref
+    store = repo.dulwich_repo.object_store
+
+    def wants(refs: Mapping[bytes, bytes], depth: int | None = None) -> list[bytes]:
+        sha = refs.get(ref)
+        return [sha] if sha and sha != _ZERO and ObjectID(sha) not in store else []
+
+    try:
+        result = client.fetch(path, repo.dulwich_repo, determine_wants=wants)
+    except (OSError, HangupException, GitProtocolError) as exc:
+        raise _unreachable(url, exc) from exc
+    head: bytes | None = result.refs.get(ref)
+    if head is None or head == _ZERO:
+        return None
+    if name is not None:
+        tracking = b"refs/remotes/" + name.encode("utf-8") + b"/" + repo.branch.encode("utf-8")
+        repo.dulwich_repo.refs[Ref(tracking)] = ObjectID(head)
+    return head.decode("ascii")
+
+
+def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
+    """Move the remote's state branch from `expected` to `new`.
+
+    The remote checks `expected` itself (git's push protocol names the old value), so
+    this is a compare-and-swap: False means the remote moved and the caller should
+    fetch, merge and try again.
+    """
+    url, _ = remote_url(repo, remote)
+    client, path = _client(url)
+    ref = repo.ref
+    moved = False
+
+    def update_refs(refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
+        nonlocal moved
+        current = refs.get(ref)
+        current = None if current in (None, _ZERO) else current
+        if current != (expected.encode("ascii") if expected else None):
+            moved = True
+            return dict(refs)
+        return {**refs, ref: new.encode("ascii")}
+
+    def pack_data(have: Any, want: Any, *, ofs_delta: bool = False,
+                  progress: Callable[..., None] | None = None,
+                  ) -> tuple[int, Iterator[UnpackedObject]]:  # fmt: skip
+        return repo.dulwich_repo.generate_pack_data(
+            set(have), set(want), progress=progress, ofs_delta=ofs_delta
+        )
+
+    try:
+        result = client.send_pack(path.encode("utf-8"), update_refs, pack_data)
+    except SendPackError as exc:
+        message = exc.args[0].decode("utf-8", "replace") if exc.args else str(exc)
+        raise RemoteError(f"{url} refused the push: {message}") from exc
+    except (OSError, HangupException, GitProtocolError) as exc:
+        raise _unreachable(url, exc) from exc
+    if moved:
+        return False
+    error = (result.ref_status or {}).get(ref)
+    if error is None:
+        return True
+    if any(word in error for word in ("non-fast-forward", "stale", "lock", "fetch first")):
+        return False
+    raise RemoteError(f"{url} refused the push of {repo.branch}: {error}")

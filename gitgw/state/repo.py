@@ -1,0 +1,479 @@
+"""The state branch of one repository: read it, and commit to it through the object store.
+
+gitgw never touches the repository's index, work tree or checked-out branch. A commit
+is blobs → the trees along the changed paths → a commit object → a compare-and-swap of
+the branch ref, retried when another writer got there first. Two writers can only ever
+add different files (record paths are unique), so a retry simply re-applies the same
+files on top of the new head.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
+from dulwich.objects import Commit, ObjectID, Tree
+from dulwich.refs import Ref
+from dulwich.repo import Repo
+
+from gitgw.errors import (
+    BranchCheckedOut,
+    Contention,
+    GitgwError,
+    InvalidRecord,
+    NotARepository,
+    StateBranchExists,
+    StateBranchMissing,
+)
+from gitgw.state.trees import TreeStore, nest_changes
+
+__all__ = ["DEFAULT_BRANCH", "CommitInfo", "StateRepo"]
+
+DEFAULT_BRANCH = "gitgw"
+_MAX_ATTEMPTS = 200
+_STALE_LOCK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One commit of the state branch."""
+
+    id: str
+    parents: tuple[str, ...]
+    tree: str
+    message: str
+    author: str
+    time: int
+
+
+def _identity(repo: Repo) -> bytes:
+    env = os.environ.get("GITGW_ACTOR")
+    if env:
+        return env.encode("utf-8") if "<" in env else f"{env} <{env}>".encode()
+    config = repo.get_config_stack()
+    try:
+        name = config.get((b"user",), b"name")
+        email = config.get((b"user",), b"email")
+        return name + b" <" + email + b">"
+    except KeyError:
+        host = socket.gethostname() or "localhost"
+        return f"gitgw <gitgw@{host}>".encode()
+
+
+class StateRepo:
+    """A Git repository and the name of its state branch."""
+
+    def __init__(self, repo: Repo, branch: str = DEFAULT_BRANCH) -> None:
+        self._repo = repo
+        self.branch = branch
+        self.ref = Ref(b"refs/heads/" + branch.encode("utf-8"))
+        self.trees = TreeStore(repo.object_store)
+        self.identity = _identity(repo)
+        self.retries = 0  # compare-and-swap attempts lost to other writers, for benchmarks
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def discover(cls, start: Path | None = None, branch: str = DEFAULT_BRANCH) -> StateRepo:
+        """The repository at or above `start` (like git itself), with its state branch."""
+        where = Path(start or Path.cwd())
+        try:
+            repo = Repo(str(where)) if start is not None else Repo.discover(str(where))
+        except NotGitRepository:
+            raise NotARepository(
+                f"not a Git repository: {where}",
+                "run `gitgw init` there, or point at one with --repo / GITGW_REPO",
+            ) from None
+        except FileNotFoundError:
+            raise NotARepository(f"no such directory: {where}") from None
+        return cls(repo, branch)
+
+    @classmethod
+    def create(cls, path: Path, branch: str = DEFAULT_BRANCH) -> StateRepo:
+        """Open the repository at `path`, or make one there (non-bare) if there is none."""
+        try:
+            return cls(Repo(str(path)), branch)
+        except NotGitRepository:
+            path.mkdir(parents=True, exist_ok=True)
+            return cls(Repo.init(str(path), default_branch=b"main"), branch)
+
+    def close(self) -> None:
+        """Release the repository's open files."""
+        self._repo.close()
+
+    def __enter__(self) -> StateRepo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        """The repository's top directory (the work tree, or the bare repository)."""
+        return Path(self._repo.path)
+
+    @property
+    def git_dir(self) -> Path:
+        """The repository's `.git` directory (the repository itself when bare)."""
+        return Path(self._repo.controldir())
+
+    @property
+    def gitgw_dir(self) -> Path:
+        """Where gitgw keeps derived, rebuildable data: `<git dir>/gitgw`."""
+        return Path(self._repo.commondir()) / "gitgw"
+
+    @property
+    def bare(self) -> bool:
+        """Whether the repository has no work tree."""
+        return bool(self._repo.bare)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def head(self) -> str | None:
+        """The state branch's commit id, or None when the branch does not exist."""
+        try:
+            sha = self._repo.refs[self.ref]
+        except KeyError:
+            return None
+        return sha.decode("ascii")
+
+    def require_head(self) -> str:
+        """The state branch's commit id; a clear error when there is no state branch."""
+        head = self.head()
+        if head is None:
+            raise StateBranchMissing(
+                f"{self.path} has no state branch {self.branch!r}",
+                "create one with `gitgw init` (or `gitgw init --example`)",
+            )
+        return head
+
+    def commit_info(self, commit_id: str) -> CommitInfo:
+        """The commit `commit_id`."""
+        commit = self._commit(commit_id.encode("ascii"))
+        return CommitInfo(
+            id=commit_id,
+            parents=tuple(p.decode("ascii") for p in commit.parents),
+            tree=commit.tree.decode("ascii"),
+            message=commit.message.decode("utf-8", "replace"),
+            author=commit.author.decode("utf-8", "replace"),
+            time=commit.commit_time,
+        )
+
+    def _commit(self, sha: bytes) -> Commit:
+        obj = self.trees.get(sha)
+        if not isinstance(obj, Commit):
+            raise GitgwError(f"{sha.decode()} is not a commit")
+        return obj
+
+    def tree_of(self, commit_id: str | None) -> bytes | None:
+        """The root tree id of `commit_id` (default: the head), or None without a branch."""
+        return self._tree_of(commit_id)
+
+    def _tree_of(self, commit_id: str | None) -> bytes | None:
+        if commit_id is None:
+            commit_id = self.head()
+            if commit_id is None:
+                return None
+        return bytes(self._commit(commit_id.encode("ascii")).tree)
+
+    def read(self, path: str, commit: str | None = None) -> bytes | None:
+        """The bytes of `path` on the branch (or at `commit`), or None if it is not there."""
+        found = self.trees.lookup(self._tree_of(commit), path)
+        if found is None or found[0] & 0o040000:
+            return None
+        return self.trees.blob(found[1])
+
+    def listdir(self, directory: str = "", commit: str | None = None) -> list[str]:
+        """The names in `directory` (sub-directories end with "/"); [] if it is not there."""
+        found = self.trees.lookup(self._tree_of(commit), directory.strip("/"))
+        if found is None or not found[0] & 0o040000:
+            return []
+        return sorted(
+            name.decode("utf-8") + ("/" if mode & 0o040000 else "")
+            for name, (mode, _) in self.trees.entries(found[1]).items()
+        )
+
+    def walk(self, directory: str = "", commit: str | None = None) -> Iterator[tuple[str, str]]:
+        """Every (path, blob id) under `directory`."""
+        directory = directory.strip("/")
+        found = self.trees.lookup(self._tree_of(commit), directory)
+        if found is None or not found[0] & 0o040000:
+            return
+        prefix = directory + "/" if directory else ""
+        for path, sha in self.trees.walk(found[1], prefix):
+            yield path, sha.decode("ascii")
+
+    def blob(self, blob_id: str) -> bytes:
+        """The bytes of one blob."""
+        return self.trees.blob(blob_id.encode("ascii"))
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether `ancestor` is reachable from `descendant` (or equal to it)."""
+        seen: set[bytes] = set()
+        stack = [descendant.encode("ascii")]
+        target = ancestor.encode("ascii")
+        while stack:
+            sha = stack.pop()
+            if sha == target:
+                return True
+            if sha in seen:
+                continue
+            seen.add(sha)
+            stack.extend(self._commit(sha).parents)
+        return False
+
+    def ahead_behind(self, ours: str, theirs: str) -> tuple[int, int]:
+        """How many commits `ours` has that `theirs` lacks, and the other way round."""
+        mine, other = self._ancestors(ours), self._ancestors(theirs)
+        return len(mine - other), len(other - mine)
+
+    def _ancestors(self, commit_id: str) -> set[bytes]:
+        seen: set[bytes] = set()
+        stack = [commit_id.encode("ascii")]
+        while stack:
+            sha = stack.pop()
+            if sha not in seen:
+                seen.add(sha)
+                stack.extend(self._commit(sha).parents)
+        return seen
+
+    def ref_value(self, ref: str) -> str | None:
+        """The commit id a ref points at, or None."""
+        try:
+            return self._repo.refs[Ref(ref.encode("utf-8"))].decode("ascii")
+        except KeyError:
+            return None
+
+    def config_value(self, section: bytes, name: str, key: bytes) -> str | None:
+        """One value of the repository's config (e.g. remote.origin.url), or None."""
+        try:
+            value = self._repo.get_config().get((section, name.encode("utf-8")), key)
+        except KeyError:
+            return None
+        return value.decode("utf-8")
+
+    def has_object(self, sha: str) -> bool:
+        """Whether the object store holds `sha`."""
+        return ObjectID(sha.encode("ascii")) in self._repo.object_store
+
+    # -- writing -------------------------------------------------------------------------
+
+    def checked_out_in(self) -> Path | None:
+        """The work tree that has the state branch checked out, if any."""
+        common = Path(self._repo.commondir())
+        candidates = [] if self.bare else [(common / "HEAD", self.path)]
+        worktrees = common / "worktrees"
+        if worktrees.is_dir():
+            for entry in worktrees.iterdir():
+                gitdir = entry / "gitdir"
+                where = Path(gitdir.read_text().strip()).parent if gitdir.exists() else entry
+                candidates.append((entry / "HEAD", where))
+        target = b"ref: " + self.ref
+        for head_file, where in candidates:
+            with contextlib.suppress(OSError):
+                if head_file.read_bytes().strip() == target:
+                    return where
+        return None
+
+    def _guard_checkout(self) -> None:
+        where = self.checked_out_in()
+        if where is not None:
+            raise BranchCheckedOut(
+                f"the state branch {self.branch!r} is checked out in {where}; "
+                "gitgw will not move it under your feet",
+                f"switch that work tree to another branch (`git -C {where} switch -`), "
+                "or use another state branch with --branch",
+            )
+
+    def commit(
+        self,
+        files: Mapping[str, bytes | None],
+        message: str,
+        *,
+        add_only: Callable[[str], bool] = lambda path: False,
+        expect_head: str | None = None,
+        parents_extra: tuple[str, ...] = (),
+        new_branch: bool = False,
+    ) -> str:
+        """Commit `files` (path → bytes, or None to delete) as one commit on the branch.
+
+        Paths for which `add_only` is true must not exist yet with other content. With
+        `expect_head`, the commit happens only if the branch is still there; with
+        `new_branch`, only if the branch does not exist yet. Returns the new commit id,
+        once the ref points at it.
+        """
+        self._guard_checkout()
+        blob_ids = {
+            path: None if data is None else self.trees.add_blob(data)
+            for path, data in files.items()
+        }
+        changes = nest_changes(blob_ids)
+        for attempt in range(_MAX_ATTEMPTS):
+            old = None if new_branch else self.head() if expect_head is None else expect_head
+            old_tree = self._tree_of(old) if old else None
+            for path, blob_id in blob_ids.items():
+                if add_only(path):
+                    existing = self.trees.lookup(old_tree, path)
+                    if existing is not None and existing[1] != blob_id:
+                        raise InvalidRecord(path, "already exists with other content")
+            new_tree = self.trees.apply(old_tree, changes) or self._empty_tree()
+            parents = ([old] if old else []) + list(parents_extra)
+            commit_id = self._new_commit(new_tree, parents, message)
+            if self._swap(old, commit_id):
+                self._witness(commit_id)
+                return commit_id.decode("ascii")
+            if new_branch:
+                raise StateBranchExists(f"the state branch {self.branch!r} was created meanwhile")
+            if expect_head is not None:
+                raise Contention(f"the state branch moved away from {expect_head[:12]}")
+            self.retries += 1
+            time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 7))))
+        raise Contention(
+            f"gave up committing to {self.branch!r} after {_MAX_ATTEMPTS} attempts",
+            "another process keeps moving the branch; try again",
+        )
+
+    def _new_commit(self, tree: bytes, parents: list[str], message: str) -> bytes:
+        commit = Commit()
+        commit.tree = ObjectID(tree)
+        commit.parents = [ObjectID(p.encode("ascii")) for p in parents]
+        commit.author = commit.committer = self.identity
+        commit.commit_time = commit.author_time = int(time.time())
+        commit.commit_timezone = commit.author_timezone = 0
+        commit.encoding = b"UTF-8"
+        commit.message = message.encode("utf-8") + (b"" if message.endswith("\n") else b"\n")
+        return self.trees.add_raw(Commit.type_num, commit.as_raw_string())
+
+    def commit_tree(
+        self, tree: bytes, parents: list[str], message: str, expect: str | None
+    ) -> str | None:
+        """Commit a ready-made tree (a merge) and move the branch from `expect` to it.
+
+        Returns the new commit id, or None when the branch had moved (nothing changed).
+        """
+        self._guard_checkout()
+        commit_id = self._new_commit(tree, parents, message)
+        if not self._swap(expect, commit_id):
+            return None
+        self._witness(commit_id)
+        return commit_id.decode("ascii")
+
+    def add_files(self, tree: bytes, files: Mapping[str, bytes]) -> bytes:
+        """A tree: `tree` plus `files` (used to add conflict copies to a merge)."""
+        changes = nest_changes({path: self.trees.add_blob(data) for path, data in files.items()})
+        return self.trees.apply(tree, changes) or self._empty_tree()
+
+    def _empty_tree(self) -> bytes:
+        return self.trees.add_raw(Tree.type_num, b"")
+
+    def _swap(self, old: str | None, new: bytes) -> bool:
+        old_sha = old.encode("ascii") if old else None
+        try:
+            if old_sha is None:
+                return bool(self._repo.refs.add_if_new(self.ref, ObjectID(new)))
+            # No reflog message: dulwich re-reads the config stack for each reflog line
+            # (about 1 ms); gitgw keeps its own record of heads (see `witnessed_heads`).
+            return bool(
+                self._repo.refs.set_if_equals(
+                    self.ref, None if old_sha is None else ObjectID(old_sha), ObjectID(new)
+                )
+            )
+        except FileLocked:
+            self._break_stale_lock()
+            return False
+
+    def _break_stale_lock(self) -> None:
+        # A writer killed while holding the ref lock leaves `<ref>.lock` behind. Holding it
+        # takes microseconds, so one this old belongs to a dead process.
+        lock = Path(self._repo.commondir()) / (self.ref.decode("utf-8") + ".lock")
+        with contextlib.suppress(OSError):
+            if time.time() - lock.stat().st_mtime > _STALE_LOCK_SECONDS:
+                lock.unlink()
+
+    def set_head(self, new: str, expect: str | None) -> bool:
+        """Move the branch from `expect` to `new` (compare-and-swap); False if it moved."""
+        self._guard_checkout()
+        ok = self._swap(expect, new.encode("ascii"))
+        if ok:
+            self._witness(new.encode("ascii"))
+        return ok
+
+    # -- witnesses of earlier heads, to catch rewritten history -------------------------
+
+    @property
+    def _witness_file(self) -> Path:
+        return self.gitgw_dir / "witness" / self.branch
+
+    def _witness(self, sha: bytes) -> None:
+        path = self._witness_file
+        try:
+            with path.open("ab") as handle:
+                handle.write(sha + b"\n")
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("ab") as handle:
+                handle.write(sha + b"\n")
+
+    def witness(self, commit_id: str) -> None:
+        """Remember that the branch was once at `commit_id` (verify checks it stays reachable)."""
+        self._witness(commit_id.encode("ascii"))
+
+    def witnessed_heads(self) -> list[tuple[str, str]]:
+        """Earlier heads this machine knows of: (commit id, where it was seen)."""
+        seen: dict[str, str] = {}
+        with contextlib.suppress(FileNotFoundError):
+            for line in self._witness_file.read_text().split():
+                seen.setdefault(line.strip(), "gitgw's record of earlier heads")
+        reflog = Path(self._repo.commondir()) / "logs" / self.ref.decode("utf-8")
+        with contextlib.suppress(FileNotFoundError):
+            for line in reflog.read_text(errors="replace").splitlines():
+                parts = line.split()
+                if len(parts) >= 2:
+                    for sha in parts[:2]:
+                        if sha.strip("0"):
+                            seen.setdefault(sha, "the branch's reflog")
+        remotes = self._repo.refs.as_dict(Ref(b"refs/remotes/"))
+        for ref_name, target in remotes.items():
+            if ref_name.endswith(b"/" + self.branch.encode("utf-8")):
+                seen.setdefault(target.decode("ascii"), "refs/remotes/" + ref_name.decode())
+        return list(seen.items())
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def loose_object_count(self) -> int:
+        """How many loose objects the repository holds (a bounded estimate, like git gc)."""
+        objects = Path(self._repo.object_store.path)
+        sample = objects / "17"
+        try:
+            return len(os.listdir(sample)) * 256
+        except FileNotFoundError:
+            return 0
+
+    def pack(self) -> int:
+        """Pack loose objects into one pack; returns how many were packed."""
+        return int(self._repo.object_store.pack_loose_objects())
+
+    def preload(self) -> None:
+        """Read every object once, sequentially, so a full-history walk avoids random I/O."""
+        objects: dict[bytes, tuple[int, bytes]] = {}
+        store = self._repo.object_store
+        for pack in store.packs:
+            for obj in pack.iterobjects():
+                objects[obj.id] = (obj.type_num, obj.as_raw_string())
+        for sha in store._iter_loose_objects():
+            if sha not in objects:
+                objects[sha] = store.get_raw(sha)
+        self.trees.preloaded = objects
+
+    @property
+    def dulwich_repo(self) -> Repo:
+        """The underlying dulwich repository, for the other modules of this package."""
+        return self._repo

@@ -1,0 +1,87 @@
+"""Shared fixtures. The autouse `isolated` fixture runs every test in a temporary
+directory with its own HOME and gitgw home, and with no GIT_* variable from outside,
+so no test can read or write a developer's real configuration or repositories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gitgw.cli import cli
+
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.test",
+    "GIT_COMMITTER_NAME": "Test Committer",
+    "GIT_COMMITTER_EMAIL": "committer@example.test",
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private HOME, gitgw home and working directory for each test."""
+    for name in list(os.environ):
+        if name.startswith(("GIT_", "GITGW_", "XDG_")):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test User\n\temail = user@example.test\n"
+        '[init]\n\tdefaultBranch = main\n[protocol "file"]\n\tallow = always\n'
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GITGW_HOME", str(tmp_path / "gitgw-home"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name, value in _IDENTITY.items():
+        monkeypatch.setenv(name, value)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    yield work
+
+
+def git(*args: str, cwd: Path | None = None, check: bool = True) -> str:
+    """Run real git and return its standard output."""
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+@dataclass
+class Ran:
+    """The outcome of one CLI invocation."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, input: str | None = None) -> Ran:
+    """Invoke the `gitgw` command in process, as a user would, with separate streams."""
+    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def state_repo(tmp_path: Path) -> Path:
+    """A new repository with a default state branch."""
+    path = tmp_path / "state"
+    ran = run_cli("init", str(path))
+    assert ran.exit_code == 0, ran.stderr
+    return path
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    """A new repository seeded with the example state."""
+    path = tmp_path / "example"
+    ran = run_cli("init", "--example", str(path))
+    assert ran.exit_code == 0, ran.stderr
+    return path
