@@ -30,8 +30,11 @@ def main() -> int:
         print(f"==> {name}: {' '.join(Path(a).name if a.startswith('/') else a for a in argv)}")
         started = time.perf_counter()
         code = subprocess.call(argv, cwd=ROOT)
-        print(f"<== {name}: {'ok' if code == 0 else f'FAILED (exit {code})'} "
-              f"in {time.perf_counter() - started:.1f}s\n", flush=True)  # fmt: skip
+        print(
+            f"<== {name}: {'ok' if code == 0 else f'FAILED (exit {code})'} "
+            f"in {time.perf_counter() - started:.1f}s\n",
+            flush=True,
+        )
         if code != 0:
             failed.append(name)
     if failed:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from gitgw.cli import cli
+
+pytest_plugins = ["tests.gitservers"]
 
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "Test Author",
@@ -24,7 +25,7 @@ _IDENTITY = {
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private HOME, gitgw home and working directory for each test."""
     for name in list(os.environ):
         if name.startswith(("GIT_", "GITGW_", "XDG_")):
@@ -43,7 +44,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    yield work
+    return work
 
 
 def git(*args: str, cwd: Path | None = None, check: bool = True) -> str:

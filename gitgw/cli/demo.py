@@ -15,8 +15,9 @@ from gitgw.state import StateRepo
 
 
 @click.command("demo")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path),
-                default=".gitgw-demo")  # fmt: skip
+@click.argument(
+    "directory", type=click.Path(file_okay=False, path_type=Path), default=".gitgw-demo"
+)
 def command(directory: Path) -> None:
     """Create a state repository from the example state, show it, and verify it.
 

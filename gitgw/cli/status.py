@@ -27,16 +27,20 @@ def command(remote: str, as_json: bool) -> None:
     echo(f"repository  {result.repository}")
     echo(f"branch      {result.branch} at {result.head[:12]} ({when(result.head_time)})")
     if result.checked_out_in:
-        echo(f"warning     the branch is checked out in {result.checked_out_in}; gitgw will "
-             "not write to it until you switch away")  # fmt: skip
+        echo(
+            f"warning     the branch is checked out in {result.checked_out_in}; gitgw will "
+            "not write to it until you switch away"
+        )
     if result.remote is None:
         echo(f"remote      none named {remote!r} (sync is off)")
     elif result.remote.head is None:
         echo(f"remote      {remote} ({result.remote.url}): not fetched yet")
     else:
         r = result.remote
-        echo(f"remote      {remote} ({r.url}) at {r.head[:12] if r.head else '-'}: "
-             f"{r.ahead} ahead, {r.behind} behind")  # fmt: skip
+        echo(
+            f"remote      {remote} ({r.url}) at {r.head[:12] if r.head else '-'}: "
+            f"{r.ahead} ahead, {r.behind} behind"
+        )
     echo()
     table([(kind, str(n)) for kind, n in result.counts.items()], ("kind", "files"))
     if result.unknown:

@@ -31,8 +31,12 @@ def command(remote: str, as_json: bool) -> None:
         emit_json(result)
         return
     head = result.head[:12] if result.head else "-"
-    echo(f"{result.action}: {result.remote} and local are both at {head}"
-         f" ({result.attempts} attempt(s))")  # fmt: skip
+    echo(
+        f"{result.action}: {result.remote} and local are both at {head}"
+        f" ({result.attempts} attempt(s))"
+    )
     for conflict in result.conflicts:
-        echo(f"conflict: {conflict.path} changed on both sides; kept yours, theirs is at "
-             f"{conflict.kept_at}")  # fmt: skip
+        echo(
+            f"conflict: {conflict.path} changed on both sides; kept yours, theirs is at "
+            f"{conflict.kept_at}"
+        )

@@ -5,6 +5,10 @@ When a mutable file (config, workflow, memory note) was changed on both sides, t
 local version stays in place, the remote one is kept under `conflicts/<id>/files/`, and
 a conflict record says so: nothing is dropped silently. A push that loses a race
 (the remote moved meanwhile) is retried after another fetch and merge.
+
+A remote whose history was rewritten (its earlier head is gone, or an add-only record
+differs between the two sides) is never merged: sync stops, and `gitgw verify` names
+the records the rewrite altered (the fetched head stays in the remote-tracking ref).
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gitgw._clock import Clock, default_clock
-from gitgw.concepts.checks import check_file
-from gitgw.errors import Contention, StateBranchMissing
+from gitgw.concepts.checks import check_file, is_add_only
+from gitgw.errors import Contention, RemoteError, StateBranchMissing
 from gitgw.records import Conflict, render
-from gitgw.state import StateRepo, fetch, merge_heads, push
+from gitgw.state import StateRepo, fetch, merge_heads, push, remote_url
 
 __all__ = ["SyncResult", "sync"]
 
@@ -40,11 +44,16 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
     """Bring the local and remote state branches to the same commit."""
     clock = clock or default_clock()
     result = SyncResult(remote=remote, local_before=repo.head(), remote_before=None)
+    _, name = remote_url(repo, remote)
+    tracking = f"refs/remotes/{name}/{repo.branch}" if name else None
     for attempt in range(1, _ATTEMPTS + 1):
         result.attempts = attempt
+        known = repo.ref_value(tracking) if tracking else None
         remote_head = fetch(repo, remote)
         if attempt == 1:
             result.remote_before = remote_head
+        if known and (remote_head is None or not repo.is_ancestor(known, remote_head)):
+            raise _rewritten(remote, f"its earlier head {known[:12]} is no longer in its history")
         local = repo.head()
         if local is None and remote_head is None:
             raise StateBranchMissing(
@@ -67,8 +76,16 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
     )
 
 
-def _integrate(repo: StateRepo, local: str | None, remote_head: str | None, clock: Clock,
-               result: SyncResult) -> str | None:  # fmt: skip
+def _rewritten(remote: str, why: str) -> RemoteError:
+    return RemoteError(
+        f"refusing to merge: the state branch on {remote} was rewritten ({why})",
+        "nothing was merged or pushed; run `gitgw verify` to see which records differ",
+    )
+
+
+def _integrate(
+    repo: StateRepo, local: str | None, remote_head: str | None, clock: Clock, result: SyncResult
+) -> str | None:
     """The local head after taking in `remote_head`; None if the local branch moved."""
     if remote_head is None or local == remote_head:
         return local
@@ -80,15 +97,22 @@ def _integrate(repo: StateRepo, local: str | None, remote_head: str | None, cloc
     if repo.is_ancestor(remote_head, local):
         return local
     merge = merge_heads(repo, local, remote_head)
+    tampered = [c.path for c in merge.conflicts if is_add_only(c.path)]
+    if tampered:
+        raise _rewritten(result.remote, f"add-only record {tampered[0]} differs on the two sides")
     extra: dict[str, bytes] = {}
     conflicts = []
     for found in merge.conflicts:
         conflict_id = clock.new_id()
         kept_at = f"conflicts/{conflict_id}/files/{found.path}"
         record = Conflict(
-            id=conflict_id, path=found.path, ours=local, theirs=remote_head,
-            kept_at=kept_at, created=clock.now(),
-        )  # fmt: skip
+            id=conflict_id,
+            path=found.path,
+            ours=local,
+            theirs=remote_head,
+            kept_at=kept_at,
+            created=clock.now(),
+        )
         path, data = render(record)
         check_file(path, data)
         extra[path] = data

@@ -1,0 +1,82 @@
+"""The command line as a user meets it: help, exit codes, and the one error format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gitgw import __version__
+from gitgw.cli import cli, main
+from tests.conftest import git, run_cli
+
+
+def test_version_and_help_teach() -> None:
+    assert run_cli("--version").stdout.strip() == f"gitgw, version {__version__}"
+    top = run_cli("--help").stdout
+    assert "gitgw init --example DIR" in top
+    for command in cli.commands:
+        ran = run_cli(command, "--help")
+        assert ran.exit_code == 0
+        assert "Usage: " in ran.stdout
+
+
+def test_bad_usage_exits_2() -> None:
+    ran = run_cli("status", "--no-such-flag")
+    assert ran.exit_code == 2
+    assert "No such option" in ran.stderr
+    assert run_cli("no-such-command").exit_code == 2
+
+
+def test_repo_and_branch_come_from_the_environment(
+    state_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITGW_REPO", str(state_repo))
+    assert run_cli("status").exit_code == 0
+    monkeypatch.setenv("GITGW_BRANCH", "elsewhere")
+    ran = run_cli("status")
+    assert ran.exit_code == 1
+    assert "no state branch 'elsewhere'" in ran.stderr
+
+
+def test_status_json_is_enveloped(state_repo: Path) -> None:
+    ran = run_cli("--repo", str(state_repo), "status", "--json")
+    envelope = json.loads(ran.stdout)
+    assert envelope["schema_version"] == 1
+    data = envelope["data"]
+    assert data["head"] == git("rev-parse", "gitgw", cwd=state_repo).strip()
+    assert data["counts"]["config"] == 1
+    assert data["remote"] is None
+
+
+def test_an_unexpected_crash_exits_3_and_leaves_a_log(
+    state_repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A corrupt object store is not something gitgw can explain: it must say so honestly.
+    head = git("rev-parse", "gitgw", cwd=state_repo).strip()
+    loose = state_repo / ".git" / "objects" / head[:2] / head[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(b"garbage")
+    code = main(["--repo", str(state_repo), "verify"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "unexpected error" in err
+    log = Path(err.split("details are in ")[1].split()[0].rstrip(";"))
+    assert log.is_file()
+    assert "Traceback" in log.read_text()
+
+
+def test_main_returns_the_exit_code(state_repo: Path) -> None:
+    assert main(["--repo", str(state_repo), "status"]) == 0
+    assert main(["--repo", str(state_repo / "nowhere"), "status"]) == 1
+    assert main(["status", "--bogus"]) == 2
+
+
+def test_demo_builds_and_verifies_the_example(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    ran = run_cli("demo", str(target))
+    assert ran.exit_code == 0, ran.stderr
+    assert "verify: ok" in ran.stdout
+    again = run_cli("demo", str(target))  # starts over each time
+    assert again.exit_code == 0, again.stderr

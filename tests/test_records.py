@@ -1,0 +1,157 @@
+"""Record formats: rendering, parsing, digests and the clear errors bad files get."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from gitgw._clock import Clock
+from gitgw._yaml import dump_record, load_document, load_record
+from gitgw.errors import InvalidRecord
+from gitgw.records import (
+    ConsentEntry,
+    GatewayConfig,
+    Handoff,
+    Receipt,
+    kind_of,
+    parse_file,
+    render,
+    render_batch,
+)
+
+MOMENT = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(now=lambda: MOMENT)
+
+
+def _grant(clock: Clock, **overrides: object) -> ConsentEntry:
+    fields: dict[str, object] = {
+        "id": clock.new_id(),
+        "action": "grant",
+        "subject": "provider:openai",
+        "level": "internal",
+        "actor": "alice",
+        "created": clock.now(),
+    }
+    fields.update(overrides)
+    return ConsentEntry.model_validate(fields)
+
+
+def test_rendered_record_round_trips_and_sits_in_its_date_shard(clock: Clock) -> None:
+    entry = _grant(clock, reason='team agreed: ünïcode and "quotes"\nand lines')
+    path, data = render(entry)
+    assert path == f"consent/2026/11/{entry.id}.yaml"
+    parsed = parse_file(path, data)
+    assert parsed.records[0] == entry.model_copy(update={"digest": parsed.records[0].digest})
+    # gitgw's fast layout and a full YAML parser read the same data.
+    assert load_record(data.decode()) == load_document(data.decode())
+
+
+def test_digest_is_over_canonical_content_so_layout_does_not_matter(clock: Clock) -> None:
+    path, data = render(_grant(clock))
+    content = load_record(data.decode())
+    reordered = "\n".join(f"{k}: {json.dumps(v)}" for k, v in reversed(content.items()))
+    assert parse_file(path, reordered.encode()).records[0].id == content["id"]
+
+
+def test_a_changed_byte_breaks_the_digest(clock: Clock) -> None:
+    path, data = render(_grant(clock))
+    tampered = data.replace(b'"internal"', b'"restricted"')
+    with pytest.raises(InvalidRecord, match="digest does not match"):
+        parse_file(path, tampered)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda t: t.replace('"grant"', '"maybe"'), "does not match the consent schema"),
+        (lambda t: t + 'extra: "field"\n', "Extra inputs are not permitted"),
+        (lambda t: t.replace("digest:", "#digest:"), "has no digest"),
+        (lambda t: "not: [valid\n", "cannot be parsed"),
+        (lambda t: "- a list\n", "cannot be parsed"),
+    ],
+)
+def test_bad_record_files_get_the_path_and_a_reason(
+    clock: Clock, mutate: Callable[[str], str], reason: str
+) -> None:
+    path, data = render(_grant(clock))
+    with pytest.raises(InvalidRecord) as caught:
+        parse_file(path, mutate(data.decode()).encode())
+    assert caught.value.path == path
+    assert reason in caught.value.reason
+
+
+def test_a_record_in_the_wrong_place_is_caught(clock: Clock) -> None:
+    entry = _grant(clock)
+    path, data = render(entry)
+    other = _grant(clock)
+    with pytest.raises(InvalidRecord, match="does not match the file name"):
+        parse_file(path.replace(entry.id, other.id), data)
+    with pytest.raises(InvalidRecord, match="another date shard"):
+        parse_file(path.replace("2026/11", "2025/01"), data)
+
+
+def test_unknown_paths_and_binary_files_are_refused() -> None:
+    assert kind_of("secrets/notes.txt") is None
+    with pytest.raises(InvalidRecord, match="not a path gitgw knows"):
+        parse_file("secrets/notes.txt", b"x")
+    with pytest.raises(InvalidRecord, match="UTF-8"):
+        parse_file("gitgw.yaml", b"\xff\xfe")
+
+
+def test_markdown_records_hash_their_body(clock: Clock) -> None:
+    handoff = Handoff.model_validate(
+        {
+            "id": clock.new_id(),
+            "from": {"agent": "claude-code"},
+            "to": "codex",
+            "title": "Finish the parser",
+            "created": clock.now(),
+        }
+    )
+    path, data = render(handoff, "## Next\n\nRun the tests.\n")
+    assert parse_file(path, data).body == "## Next\n\nRun the tests.\n"
+    with pytest.raises(InvalidRecord, match="digest"):
+        parse_file(path, data.replace(b"Run the tests", b"Skip the tests"))
+    with pytest.raises(InvalidRecord, match="front matter"):
+        parse_file(path, b"no front matter\n")
+
+
+def test_receipt_batches_check_every_line(clock: Clock) -> None:
+    receipts = [
+        Receipt(id=clock.new_id(), created=clock.now(), level="public", outcome="ok")
+        for _ in range(3)
+    ]
+    path, data = render_batch(receipts, clock.new_id())
+    assert len(parse_file(path, data).records) == 3
+    lines = data.decode().splitlines()
+    lines[1] = lines[1].replace('"public"', '"internal"')
+    with pytest.raises(InvalidRecord, match="line 2: digest"):
+        parse_file(path, ("\n".join(lines) + "\n").encode())
+
+
+def test_config_names_an_unknown_provider_clearly() -> None:
+    text = "models:\n  chat:\n    candidates:\n      - {provider: nowhere, model: m}\n"
+    with pytest.raises(InvalidRecord, match="unknown provider 'nowhere'"):
+        parse_file("gitgw.yaml", text.encode())
+    assert parse_file("gitgw.yaml", b"mode: offline\n").records[0] == GatewayConfig(mode="offline")
+
+
+def test_record_yaml_escapes_line_separators() -> None:
+    text = dump_record({"note": "a\u2028b"})
+    assert "\u2028" not in text
+    assert load_document(text) == {"note": "a\u2028b"}
+
+
+def test_ulids_sort_by_time_and_stay_ordered_within_a_millisecond(clock: Clock) -> None:
+    ids = [clock.new_id() for _ in range(1000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 1000
+    later = Clock(now=lambda: MOMENT.replace(minute=31)).new_id()
+    assert later > ids[-1]

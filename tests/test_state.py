@@ -1,0 +1,213 @@
+"""The state branch engine: commits through the object store, never the work tree;
+concurrent and killed writers; a checked-out branch; stale locks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from gitgw.errors import BranchCheckedOut, InvalidRecord, NotARepository, StateBranchMissing
+from gitgw.state import StateRepo
+from tests.conftest import git, run_cli
+
+
+def _tree_listing(repo: Path, ref: str = "gitgw") -> list[str]:
+    return git("ls-tree", "-r", "--name-only", ref, cwd=repo).split()
+
+
+def test_commit_read_list_walk(state_repo: Path) -> None:
+    with StateRepo.discover(state_repo) as repo:
+        before = repo.require_head()
+        head = repo.commit({"runs/2026/11/26/A.yaml": b"a\n", "consent/x.yaml": b"b\n"}, "two")
+        assert repo.commit_info(head).parents == (before,)
+        assert repo.read("runs/2026/11/26/A.yaml") == b"a\n"
+        assert repo.read("runs/2026/11/26/missing.yaml") is None
+        assert repo.read("runs") is None  # a directory is not a file
+        assert repo.listdir("") == ["README.md", "consent/", "gitgw.yaml", "runs/"]
+        assert [p for p, _ in repo.walk("runs")] == ["runs/2026/11/26/A.yaml"]
+        repo.commit({"consent/x.yaml": None}, "delete")
+        assert repo.read("consent/x.yaml") is None
+        assert repo.listdir("") == ["README.md", "gitgw.yaml", "runs/"]
+    # What git itself sees: the same files, and a repository fsck calls sound.
+    assert _tree_listing(state_repo) == ["README.md", "gitgw.yaml", "runs/2026/11/26/A.yaml"]
+    git("fsck", "--strict", "--no-progress", cwd=state_repo)
+
+
+def test_add_only_paths_cannot_be_overwritten(state_repo: Path) -> None:
+    with StateRepo.discover(state_repo) as repo:
+        repo.commit({"runs/r.yaml": b"one\n"}, "add", add_only=lambda p: True)
+        repo.commit({"runs/r.yaml": b"one\n"}, "same again", add_only=lambda p: True)
+        with pytest.raises(InvalidRecord, match="already exists"):
+            repo.commit({"runs/r.yaml": b"two\n"}, "overwrite", add_only=lambda p: True)
+        assert repo.read("runs/r.yaml") == b"one\n"
+
+
+def test_init_inside_a_code_repository_leaves_its_work_alone(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    git("init", "-q", cwd=code)
+    (code / "app.py").write_text("print('hi')\n")
+    git("add", "app.py", cwd=code)
+    git("commit", "-qm", "app", cwd=code)
+    (code / "app.py").write_text("print('changed, not staged')\n")
+    (code / "new.txt").write_text("untracked\n")
+    git("add", "new.txt", cwd=code)
+    before = (
+        git("rev-parse", "HEAD", cwd=code),
+        git("symbolic-ref", "HEAD", cwd=code),
+        git("status", "--porcelain", cwd=code),
+        (code / ".git" / "index").read_bytes(),
+        (code / "app.py").read_text(),
+    )
+    ran = run_cli("init", str(code))
+    assert ran.exit_code == 0, ran.stderr
+    after = (
+        git("rev-parse", "HEAD", cwd=code),
+        git("symbolic-ref", "HEAD", cwd=code),
+        git("status", "--porcelain", cwd=code),
+        (code / ".git" / "index").read_bytes(),
+        (code / "app.py").read_text(),
+    )
+    assert after == before
+    assert _tree_listing(code) == ["README.md", "gitgw.yaml"]
+    # gitgw finds the repository around the current directory, like git.
+    os.chdir(code)
+    assert run_cli("status").exit_code == 0
+
+
+def test_init_refuses_an_existing_state_branch(state_repo: Path) -> None:
+    head = git("rev-parse", "gitgw", cwd=state_repo)
+    ran = run_cli("init", "--example", str(state_repo))
+    assert ran.exit_code == 1
+    assert "already has a state branch 'gitgw'" in ran.stderr
+    assert "hint:" in ran.stderr
+    assert git("rev-parse", "gitgw", cwd=state_repo) == head
+    # Another name is fine.
+    assert run_cli("init", "--branch", "other", str(state_repo)).exit_code == 0
+
+
+def test_clear_errors_without_a_repository_or_a_state_branch(tmp_path: Path) -> None:
+    ran = run_cli("--repo", str(tmp_path), "status")
+    assert ran.exit_code == 1
+    assert f"not a Git repository: {tmp_path}" in ran.stderr
+    assert "gitgw init" in ran.stderr
+    with pytest.raises(NotARepository):
+        StateRepo.discover(tmp_path)
+    git("init", "-q", str(tmp_path / "plain"))
+    ran = run_cli("--repo", str(tmp_path / "plain"), "verify")
+    assert ran.exit_code == 1
+    assert "has no state branch 'gitgw'" in ran.stderr
+    with StateRepo.discover(tmp_path / "plain") as repo, pytest.raises(StateBranchMissing):
+        repo.require_head()
+
+
+def test_a_checked_out_state_branch_is_never_moved(state_repo: Path) -> None:
+    git("switch", "-q", "gitgw", cwd=state_repo)
+    head = git("rev-parse", "gitgw", cwd=state_repo)
+    with StateRepo.discover(state_repo) as repo:
+        with pytest.raises(BranchCheckedOut, match="checked out in"):
+            repo.commit({"runs/x.yaml": b"x\n"}, "write")
+        assert repo.read("gitgw.yaml") is not None  # reading is fine
+    ran = run_cli("--repo", str(state_repo), "status")
+    assert ran.exit_code == 0
+    assert "checked out" in ran.stdout
+    assert git("rev-parse", "gitgw", cwd=state_repo) == head
+    assert git("status", "--porcelain", cwd=state_repo) == ""
+
+
+def test_a_state_branch_checked_out_in_a_linked_worktree_is_never_moved(
+    state_repo: Path, tmp_path: Path
+) -> None:
+    git("worktree", "add", "-q", str(tmp_path / "wt"), "gitgw", cwd=state_repo)
+    with StateRepo.discover(state_repo) as repo, pytest.raises(BranchCheckedOut, match="wt"):
+        repo.commit({"runs/x.yaml": b"x\n"}, "write")
+
+
+def test_a_stale_ref_lock_left_by_a_dead_writer_is_broken(state_repo: Path) -> None:
+    lock = state_repo / ".git" / "refs" / "heads" / "gitgw.lock"
+    lock.write_text("left by a killed process\n")
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    with StateRepo.discover(state_repo) as repo:
+        repo.commit({"runs/after-lock.yaml": b"x\n"}, "write")
+        assert repo.read("runs/after-lock.yaml") == b"x\n"
+    assert not lock.exists()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from gitgw.state import StateRepo
+    repo = StateRepo.discover(Path(sys.argv[1]))
+    name = sys.argv[2]
+    for i in range(int(sys.argv[3])):
+        repo.commit({f"runs/{name}/{i:04d}.yaml": f"{name} {i}\\n".encode()}, f"{name} {i}")
+    print(repo.retries)
+    repo.close()
+    """
+)
+
+
+def test_concurrent_writers_in_separate_processes_lose_nothing(state_repo: Path) -> None:
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(state_repo), f"w{n}", "40"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    retries = [int(w.communicate(timeout=120)[0]) for w in writers]
+    assert all(w.returncode == 0 for w in writers)
+    files = [f for f in _tree_listing(state_repo) if f.startswith("runs/")]
+    assert len(files) == 160
+    assert len(git("rev-list", "gitgw", cwd=state_repo).split()) == 161
+    git("fsck", "--strict", "--no-progress", cwd=state_repo)
+    assert sum(retries) >= 0  # contention is expected and handled; the count is informational
+
+
+_ACKNOWLEDGER = textwrap.dedent(
+    """
+    import sys, itertools, time
+    from pathlib import Path
+    from gitgw.state import BatchWriter, StateRepo
+    repo = StateRepo.discover(Path(sys.argv[1]))
+    writer = BatchWriter(repo)
+    pending = []
+    for i in itertools.count():
+        path = f"runs/killed/{i:06d}.yaml"
+        pending.append((path, writer.submit({path: b"record %d\\n" % i})))
+        time.sleep(0.0005)  # a busy producer, not an infinite one
+        while pending and pending[0][1].done():
+            done_path, future = pending.pop(0)
+            future.result()
+            print(done_path, flush=True)  # acknowledged: the caller was told it is durable
+    """
+)
+
+
+@pytest.mark.parametrize("delay", [0.4, 0.9, 1.5])
+def test_a_writer_killed_mid_batch_leaves_every_acknowledged_record(
+    state_repo: Path, delay: float
+) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _ACKNOWLEDGER, str(state_repo)], stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(delay)
+    writer.send_signal(signal.SIGKILL)
+    acknowledged = writer.communicate(timeout=30)[0].split()
+    assert acknowledged, "the writer acknowledged nothing before it was killed"
+    git("fsck", "--strict", "--no-progress", cwd=state_repo)
+    on_branch = set(_tree_listing(state_repo))
+    assert set(acknowledged) <= on_branch
+    # The branch still takes writes after the kill.
+    with StateRepo.discover(state_repo) as repo:
+        repo.commit({"runs/after-kill.yaml": b"x\n"}, "after")

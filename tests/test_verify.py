@@ -1,0 +1,140 @@
+"""`gitgw verify` against history altered with plain git: modified, deleted, amended,
+force-pushed, invalid and unknown files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gitgw._clock import default_clock
+from gitgw.concepts.store import Store
+from gitgw.records import ConsentEntry, render
+from gitgw.state import StateRepo
+from tests.conftest import git, run_cli
+
+
+def _grant(subject: str = "provider:openai") -> ConsentEntry:
+    clock = default_clock()
+    return ConsentEntry(
+        id=clock.new_id(),
+        action="grant",
+        subject=subject,
+        level="internal",
+        actor="alice",
+        created=clock.now(),
+    )
+
+
+def _add(repo_path: Path, *entries: ConsentEntry) -> list[str]:
+    with StateRepo.discover(repo_path) as repo:
+        Store(repo).add(*entries, message="grant")
+    return [render(e)[0] for e in entries]
+
+
+@pytest.fixture
+def clone(state_repo: Path, tmp_path: Path) -> Path:
+    """A plain git clone of the state branch, checked out, as a person would make."""
+    path = tmp_path / "clone"
+    git("clone", "-q", "--branch", "gitgw", str(state_repo), str(path))
+    return path
+
+
+def _push(clone: Path, *extra: str) -> None:
+    git("push", "-q", *extra, "origin", "HEAD:gitgw", cwd=clone)
+
+
+def _verify(repo: Path) -> tuple[int, dict[str, object]]:
+    ran = run_cli("--repo", str(repo), "verify", "--json")
+    envelope = json.loads(ran.stdout)
+    assert envelope["schema_version"] == 1
+    return ran.exit_code, envelope["data"]
+
+
+def _problems(data: dict[str, object]) -> list[tuple[str, str]]:
+    problems = data["problems"]
+    assert isinstance(problems, list)
+    return [(p["path"], p["reason"]) for p in problems]
+
+
+def test_an_intact_branch_verifies(state_repo: Path) -> None:
+    _add(state_repo, _grant(), _grant("client:codex"))
+    code, data = _verify(state_repo)
+    assert code == 0
+    assert data["ok"] is True
+    assert data["records"] == 2
+    ran = run_cli("--repo", str(state_repo), "verify")
+    assert ran.stdout.startswith("ok: 2 commits")
+
+
+def test_a_record_modified_in_a_later_commit_is_named(state_repo: Path, clone: Path) -> None:
+    [path] = _add(state_repo, _grant())
+    git("pull", "-q", cwd=clone)
+    record = clone / path
+    record.write_text(record.read_text().replace('"alice"', '"mallory"'))
+    git("commit", "-qam", "quietly change who granted it", cwd=clone)
+    _push(clone)
+    tampering = git("rev-parse", "HEAD", cwd=clone).strip()
+    code, data = _verify(state_repo)
+    assert code == 1
+    reasons = dict(_problems(data))
+    assert "add-only record was modified" in reasons[path]
+    assert any(p["commit"] == tampering for p in data["problems"])  # type: ignore[attr-defined,index]
+
+
+def test_a_deleted_record_is_named(state_repo: Path, clone: Path) -> None:
+    [path] = _add(state_repo, _grant())
+    git("pull", "-q", cwd=clone)
+    git("rm", "-q", path, cwd=clone)
+    git("commit", "-qm", "remove the evidence", cwd=clone)
+    _push(clone)
+    code, data = _verify(state_repo)
+    assert code == 1
+    assert "add-only record was deleted" in dict(_problems(data))[path]
+
+
+def test_an_amended_commit_is_caught_through_the_recorded_heads(
+    state_repo: Path, clone: Path
+) -> None:
+    # The rewrite even recomputes the digest, so the files alone look perfect.
+    [path] = _add(state_repo, _grant())
+    git("pull", "-q", cwd=clone)
+    forged = _grant()
+    forged_path, forged_bytes = render(forged.model_copy(update={"id": Path(path).stem}))
+    (clone / forged_path).write_bytes(forged_bytes)
+    git("commit", "-q", "--amend", "-am", "grant (rewritten)", cwd=clone)
+    _push(clone, "--force")
+    code, data = _verify(state_repo)
+    assert code == 1
+    assert "modified by a rewrite of history" in dict(_problems(data))[path]
+
+
+def test_a_branch_reset_to_drop_a_commit_is_caught(state_repo: Path) -> None:
+    [path] = _add(state_repo, _grant())
+    git("branch", "-f", "gitgw", "gitgw~1", cwd=state_repo)
+    code, data = _verify(state_repo)
+    assert code == 1
+    assert "deleted by a rewrite of history" in dict(_problems(data))[path]
+
+
+def test_invalid_and_unknown_files_are_named_and_other_commands_still_work(
+    state_repo: Path, clone: Path
+) -> None:
+    (clone / "notes.txt").write_text("not a gitgw file\n")
+    (clone / "gitgw.yaml").write_text("mode: sideways\n")
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "hand edits", cwd=clone)
+    _push(clone)
+    code, data = _verify(state_repo)
+    assert code == 1
+    problems = dict(_problems(data))
+    assert problems["notes.txt"] == "is not a path gitgw knows"
+    assert "does not match the config schema: mode" in problems["gitgw.yaml"]
+    ran = run_cli("--repo", str(state_repo), "status")
+    assert ran.exit_code == 0
+    assert "1 file(s) gitgw does not know, e.g. notes.txt" in ran.stdout
+    text = run_cli("--repo", str(state_repo), "verify")
+    assert text.exit_code == 1
+    assert "notes.txt: is not a path gitgw knows [commit " in text.stderr
+    assert text.stdout.startswith("FAILED: 2 problem(s)")
