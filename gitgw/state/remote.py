@@ -116,6 +116,9 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
     error = (result.ref_status or {}).get(ref)
     if error is None:
         return True
-    if any(word in error for word in ("non-fast-forward", "stale", "lock", "fetch first")):
+    # C git's receive-pack says only "failed to update ref" when its compare-and-swap
+    # finds the branch moved after it advertised it (another push landed meanwhile).
+    lost = ("non-fast-forward", "stale", "lock", "fetch first", "failed to update ref")
+    if any(word in error for word in lost):
         return False
     raise RemoteError(f"{url} refused the push of {repo.branch}: {error}")

@@ -1,0 +1,287 @@
+"""`gitgw sync` between machines, through real Git servers on loopback.
+
+Every test that needs a server runs against both `git daemon` (git://) and `git
+http-backend` (smart HTTP): C git's receive-pack decides whether a push lands, as it
+would on a forge.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitgw._clock import default_clock
+from gitgw.concepts.store import Store
+from gitgw.records import ConsentEntry, render
+from gitgw.state import StateRepo
+from tests.conftest import git, run_cli
+from tests.gitservers import GitServer, unused_port
+
+BRANCH = "gitgw"
+
+
+# -- machines, records and checks ------------------------------------------------------
+
+
+def machine(tmp_path: Path, name: str, url: str, *, init: bool) -> Path:
+    """A machine's repository with `origin` at `url`: a fresh state branch, or none."""
+    path = tmp_path / name
+    if init:
+        ran = run_cli("init", str(path))
+        assert ran.exit_code == 0, ran.stderr
+    else:
+        git("init", "--quiet", str(path))
+    git("remote", "add", "origin", url, cwd=path)
+    return path
+
+
+def sync(path: Path) -> dict[str, Any]:
+    """Run `gitgw sync --json` in `path`; it must succeed. The result's data."""
+    ran = run_cli("--repo", str(path), "sync", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    data: dict[str, Any] = json.loads(ran.stdout)["data"]
+    return data
+
+
+def pair(tmp_path: Path, server: GitServer) -> tuple[Path, Path]:
+    """Two machines in step: `a` made the state branch and pushed it, `b` synced it in."""
+    url = server.create()
+    a = machine(tmp_path, "a", url, init=True)
+    b = machine(tmp_path, "b", url, init=False)
+    assert sync(a)["action"] == "pushed"
+    assert sync(b)["action"] == "fast-forward"
+    assert head(a) == head(b) == server_head(server)
+    return a, b
+
+
+def add_consent(path: Path, subject: str = "provider:openai") -> str:
+    """Add one consent grant on `path`'s state branch; the record's path."""
+    clock = default_clock()
+    entry = ConsentEntry(
+        id=clock.new_id(), action="grant", subject=subject, level="internal",
+        actor="tester", created=clock.now(),
+    )  # fmt: skip
+    with StateRepo.discover(path) as repo:
+        Store(repo).add(entry, message=f"grant {subject}")
+    return render(entry)[0]
+
+
+def head(path: Path) -> str | None:
+    """The state branch's commit id in `path`, or None."""
+    with StateRepo.discover(path) as repo:
+        return repo.head()
+
+
+def server_head(server: GitServer) -> str:
+    """The state branch's commit id in the server's bare repository."""
+    return git("--git-dir", str(server.path()), "rev-parse", f"refs/heads/{BRANCH}").strip()
+
+
+def files(path: Path) -> set[str]:
+    """Every path on the state branch in `path`."""
+    return set(git("ls-tree", "-r", "--name-only", BRANCH, cwd=path).split())
+
+
+def read(path: Path, name: str) -> bytes | None:
+    """The bytes of `name` on the state branch in `path`."""
+    with StateRepo.discover(path) as repo:
+        return repo.read(name)
+
+
+def assert_sound(*paths: Path) -> None:
+    """`gitgw verify` passes and `git fsck` finds nothing wrong in each repository."""
+    for path in paths:
+        ran = run_cli("--repo", str(path), "verify")
+        assert ran.exit_code == 0, ran.stderr
+        assert ran.stdout.startswith("ok:"), ran.stdout
+        git("fsck", "--strict", "--no-progress", cwd=path)  # git raises on any error
+
+
+# -- tests ------------------------------------------------------------------------------
+
+
+def test_two_machines_exchange_records_both_ways(tmp_path: Path, git_server: GitServer) -> None:
+    a, b = pair(tmp_path, git_server)
+    from_a = add_consent(a, "provider:openai")
+    assert sync(a)["action"] == "pushed"
+    assert sync(b)["action"] == "fast-forward"
+    from_b = add_consent(b, "provider:anthropic")
+    assert sync(b)["action"] == "pushed"
+    assert sync(a)["action"] == "fast-forward"
+
+    assert head(a) == head(b) == server_head(git_server)
+    assert {from_a, from_b, "gitgw.yaml", "README.md"} <= files(a) == files(b)
+    assert_sound(a, b)
+    git("--git-dir", str(git_server.path()), "fsck", "--strict", "--no-progress")
+    assert sync(a)["action"] == "up-to-date"
+
+
+def test_concurrent_additions_merge_as_union(tmp_path: Path, git_server: GitServer) -> None:
+    a, b = pair(tmp_path, git_server)
+    from_a = {add_consent(a, f"provider:a{n}") for n in range(3)}
+    from_b = {add_consent(b, f"provider:b{n}") for n in range(3)}
+    a_head, b_head = head(a), head(b)
+    assert sync(a)["action"] == "pushed"
+
+    merged = sync(b)
+    assert merged["action"] == "merged+pushed"
+    assert merged["conflicts"] == []
+    assert sync(a)["action"] == "fast-forward"
+
+    assert head(a) == head(b) == server_head(git_server) == merged["head"]
+    parents = git("rev-list", "--parents", "-n", "1", BRANCH, cwd=b).split()[1:]
+    assert parents == [b_head, a_head]  # ours first, as git itself records a merge
+    assert from_a | from_b <= files(a) == files(b)
+    assert not any(name.startswith("conflicts/") for name in files(b))
+    assert_sound(a, b)
+
+
+def test_config_edited_on_both_sides_keeps_both(tmp_path: Path, git_server: GitServer) -> None:
+    a, b = pair(tmp_path, git_server)
+    original = read(a, "gitgw.yaml")
+    assert original is not None
+    assert b"default_level: internal" in original
+    theirs = original.replace(b"default_level: internal", b"default_level: public")
+    ours = original.replace(b"default_level: internal", b"default_level: confidential")
+    record = add_consent(a)
+    with StateRepo.discover(a) as repo:
+        Store(repo).put("gitgw.yaml", theirs, "a: public by default")
+    with StateRepo.discover(b) as repo:
+        Store(repo).put("gitgw.yaml", ours, "b: confidential by default")
+    a_head, b_head = head(a), head(b)
+    assert sync(a)["action"] == "pushed"
+
+    ran = run_cli("--repo", str(b), "sync")
+    assert ran.exit_code == 0, ran.stderr
+    assert "merged+pushed" in ran.stdout
+    conflict_lines = [line for line in ran.stdout.splitlines() if line.startswith("conflict:")]
+    assert len(conflict_lines) == 1, ran.stdout
+    kept_at = conflict_lines[0].rsplit(" ", 1)[1]
+    assert conflict_lines[0].startswith("conflict: gitgw.yaml changed on both sides; kept yours")
+    assert kept_at.startswith("conflicts/")
+    assert kept_at.endswith("/files/gitgw.yaml")
+
+    # Ours stays in place, theirs is kept aside, and a record says what happened.
+    assert read(b, "gitgw.yaml") == ours
+    assert read(b, kept_at) == theirs
+    record_path = kept_at.split("/files/")[0] + "/conflict.yaml"
+    with StateRepo.discover(b) as repo:
+        conflict = Store(repo).read(record_path)
+    assert conflict is not None
+    (found,) = conflict.records
+    assert (found.path, found.ours, found.theirs, found.kept_at) == (  # type: ignore[attr-defined]
+        "gitgw.yaml", b_head, a_head, kept_at,
+    )  # fmt: skip
+
+    # The other machine takes the same result: nothing lost on either side.
+    assert sync(a)["action"] == "fast-forward"
+    assert head(a) == head(b)
+    assert read(a, kept_at) == theirs
+    assert read(a, "gitgw.yaml") == ours
+    assert record in files(a)
+    assert record_path in files(a)
+    assert_sound(a, b)
+
+
+_RACE_HOOK = """#!/bin/sh
+# On the first push only, move the state branch to the commit another machine pushed
+# to refs/heads/pending, as if its push had landed first: the running push is now stale.
+cat >/dev/null
+if [ ! -e "{marker}" ]; then
+    touch "{marker}"
+    pending=$(git rev-parse refs/heads/pending) || exit 1
+    # git forbids ref updates from the quarantine of the push being received.
+    (unset GIT_QUARANTINE_PATH; git update-ref refs/heads/{branch} "$pending") || exit 1
+fi
+exit 0
+"""
+
+
+def test_push_race_is_retried(tmp_path: Path, git_server: GitServer) -> None:
+    a, b = pair(tmp_path, git_server)
+    from_b = add_consent(b, "provider:anthropic")
+    git("push", "--quiet", "origin", f"refs/heads/{BRANCH}:refs/heads/pending", cwd=b)
+    pending = head(b)
+    marker = tmp_path / "raced"
+    hook = git_server.path() / "hooks" / "pre-receive"
+    hook.write_text(_RACE_HOOK.format(marker=marker, branch=BRANCH))
+    hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
+    from_a = add_consent(a, "provider:openai")
+    base = server_head(git_server)
+
+    result = sync(a)
+    assert marker.exists()  # the hook did move the branch under the first push
+    assert result["attempts"] == 2
+    assert result["action"] == "merged+pushed"
+    assert result["remote_before"] == base
+    assert git("rev-list", "--parents", "-n", "1", BRANCH, cwd=a).split()[2] == pending
+
+    assert sync(b)["action"] == "fast-forward"
+    assert head(a) == head(b) == server_head(git_server)
+    assert {from_a, from_b} <= files(a) == files(b)
+    assert_sound(a, b)
+
+
+@pytest.mark.parametrize("scheme", ["git", "http"])
+def test_unreachable_remote_leaves_local_state(tmp_path: Path, scheme: str) -> None:
+    url = f"{scheme}://127.0.0.1:{unused_port()}/state.git"
+    a = machine(tmp_path, "a", url, init=True)
+    add_consent(a)
+    before = head(a)
+
+    ran = run_cli("--repo", str(a), "sync")
+    assert ran.exit_code == 1
+    assert ran.stderr.startswith(f"gitgw: error: cannot reach {url}"), ran.stderr
+    assert "\nhint: " in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert head(a) == before
+    assert git("for-each-ref", "refs/remotes", cwd=a) == ""
+
+
+def test_rewritten_remote_history_is_refused(tmp_path: Path, git_server: GitServer) -> None:
+    a, b = pair(tmp_path, git_server)
+    record = add_consent(a)
+    assert sync(a)["action"] == "pushed"
+    assert sync(b)["action"] == "fast-forward"
+    a_before, b_before = head(a), head(b)
+
+    # Someone rewrites the branch with plain git: amend the commit that added the record.
+    clone = tmp_path / "rewriter"
+    url = git_server.url()
+    git("clone", "--quiet", "--branch", BRANCH, "--single-branch", url, str(clone))
+    assert git("show", "--name-only", "--format=", "HEAD", cwd=clone).split() == [record]
+    target = clone / record
+    text = target.read_text()
+    assert 'level: "internal"' in text
+    target.write_text(text.replace('level: "internal"', 'level: "restricted"'))
+    git("commit", "--quiet", "--all", "--amend", "--no-edit", cwd=clone)
+    git("push", "--quiet", "--force", "origin", BRANCH, cwd=clone)
+    assert server_head(git_server) not in (a_before, b_before)
+
+    # b knew the old remote head; a pushed it and holds the record with its first content.
+    for path, before in ((b, b_before), (a, a_before)):
+        for _ in range(2):  # and a second try does not slip through either
+            ran = run_cli("--repo", str(path), "sync")
+            assert ran.exit_code == 1, ran.stdout
+            assert ran.stderr.startswith("gitgw: error: refusing to merge"), ran.stderr
+            assert "rewritten" in ran.stderr
+            assert head(path) == before
+        ran = run_cli("--repo", str(path), "verify")
+        assert ran.exit_code == 1, ran.stdout
+        assert f"{record}: add-only record modified by a rewrite of history" in ran.stderr
+
+
+def test_no_state_branch_anywhere(tmp_path: Path, git_server: GitServer) -> None:
+    a = machine(tmp_path, "a", git_server.create(), init=False)
+    ran = run_cli("--repo", str(a), "sync")
+    assert ran.exit_code == 1
+    assert ran.stderr.startswith("gitgw: error: neither "), ran.stderr
+    assert f"has a state branch '{BRANCH}'" in ran.stderr
+    assert "hint: " in ran.stderr
+    assert "gitgw init" in ran.stderr
+    assert head(a) is None
+    assert git("--git-dir", str(git_server.path()), "for-each-ref") == ""
