@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -139,6 +140,20 @@ def test_a_stale_ref_lock_left_by_a_dead_writer_is_broken(state_repo: Path) -> N
         repo.commit({"runs/after-lock.yaml": b"x\n"}, "write")
         assert repo.read("runs/after-lock.yaml") == b"x\n"
     assert not lock.exists()
+
+
+def test_a_writer_waits_for_a_live_lock_instead_of_failing(state_repo: Path) -> None:
+    lock = state_repo / ".git" / "refs" / "heads" / "gitgw.lock"
+    lock.write_text("held by a live writer\n")
+    release = threading.Timer(1.0, lock.unlink)
+    release.start()
+    with StateRepo.discover(state_repo) as repo:
+        started = time.monotonic()
+        repo.commit({"runs/after-wait.yaml": b"x\n"}, "write")
+        assert time.monotonic() - started >= 0.9
+        assert repo.retries > 0
+        assert repo.read("runs/after-wait.yaml") == b"x\n"
+    release.join()
 
 
 _WRITER = textwrap.dedent(

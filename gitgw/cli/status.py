@@ -7,18 +7,23 @@ import click
 from gitgw.cli._output import echo, emit_json, table, when
 from gitgw.cli._repo import open_repo
 from gitgw.services.status import status
+from gitgw.services.sync import configured_remote
 
 
 @click.command("status")
-@click.option("--remote", default="origin", show_default=True, help="The remote to compare with.")
+@click.option(
+    "--remote",
+    help="The remote to compare with [default: sync.remote in gitgw.yaml, else origin].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a versioned envelope).")
-def command(remote: str, as_json: bool) -> None:
+def command(remote: str | None, as_json: bool) -> None:
     """Show the state branch's head, the records per kind, and the remote's state.
 
     The remote's state is as of the last `gitgw sync` or fetch: status never uses the
     network.
     """
     with open_repo() as repo:
+        remote = remote or configured_remote(repo)
         result = status(repo, remote)
     if as_json:
         emit_json(result)

@@ -6,18 +6,17 @@ import click
 
 from gitgw.cli._output import echo, emit_json
 from gitgw.cli._repo import open_repo
-from gitgw.services.sync import sync
+from gitgw.services.sync import configured_remote, sync
 
 
 @click.command("sync")
 @click.option(
     "--remote",
-    default="origin",
-    show_default=True,
-    help="A configured remote's name, or a URL (git://, http(s)://, a path).",
+    help="A configured remote's name, or a URL (git://, http(s)://, a path) "
+    "[default: sync.remote in gitgw.yaml, else origin].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a versioned envelope).")
-def command(remote: str, as_json: bool) -> None:
+def command(remote: str | None, as_json: bool) -> None:
     """Fetch the remote's state branch, merge it, and push the result.
 
     Records never conflict (each is its own file). If a mutable file (gitgw.yaml, a
@@ -26,7 +25,7 @@ def command(remote: str, as_json: bool) -> None:
     unreachable remote leaves your local state untouched.
     """
     with open_repo() as repo:
-        result = sync(repo, remote)
+        result = sync(repo, remote or configured_remote(repo))
     if as_json:
         emit_json(result)
         return

@@ -9,6 +9,10 @@ from gitgw.cli._repo import open_repo
 from gitgw.services.verify import verify
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 @click.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a versioned envelope).")
 def command(as_json: bool) -> None:
@@ -36,9 +40,9 @@ def command(as_json: bool) -> None:
             err(f"{problem.path}: {problem.reason} [commit {problem.commit[:12]}]")
         rate = report.records / report.seconds if report.seconds else 0.0
         summary = (
-            f"{report.commits} commits, {report.files} files, {report.records} records, "
-            f"{report.witnesses} earlier heads checked in {report.seconds:.2f}s "
-            f"({rate:,.0f} records/s)"
+            f"{_count(report.commits, 'commit')}, {_count(report.files, 'file')}, "
+            f"{_count(report.records, 'record')}, {_count(report.witnesses, 'earlier head')} "
+            f"checked in {report.seconds:.2f}s ({rate:,.0f} records/s)"
         )
         if report.ok:
             echo(f"ok: {summary}")

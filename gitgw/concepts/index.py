@@ -97,7 +97,7 @@ class Index:
             "SELECT name FROM sqlite_master WHERE type='table' AND name != 'gitgw_meta'"
         ).fetchall()
         for (table,) in tables:
-            db.execute(f'DROP TABLE "{table}"')
+            db.execute(f'DROP TABLE IF EXISTS "{table}"')  # FTS5 drops its own shadow tables
         # Not executescript: it would commit the open transaction first.
         for statement in self.spec.schema.split(";"):
             if statement.strip():

@@ -43,7 +43,7 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Ulid = Annotated[str, AfterValidator(_check_ulid)]
+Ulid = Annotated[str, Field(pattern=r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"), AfterValidator(_check_ulid)]
 Timestamp = Annotated[datetime, AfterValidator(_utc), PlainSerializer(format_time, return_type=str)]
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from gitgw._canonical import compute_digest
 from gitgw._clock import ulid_time
-from gitgw._yaml import YamlError, dump_record, load_document, load_record
+from gitgw._yaml import YamlError, dump_record, load_document, load_json, load_record
 from gitgw.errors import InvalidRecord
 from gitgw.records.base import AddOnlyRecord, Record
 from gitgw.records.config import GatewayConfig
@@ -138,6 +138,7 @@ def _validate(
     extra: dict[str, Any],
     parts: dict[str, str],
     where: str = "",
+    place: bool = True,
 ) -> Record:
     assert kind.model is not None
     try:
@@ -148,9 +149,12 @@ def _validate(
     if isinstance(record, AddOnlyRecord):
         if record.digest is None:
             raise InvalidRecord(path, f"{where}has no digest")
-        if compute_digest({**data, **extra}) != record.digest:
+        content = {**data, **extra}
+        content.pop("digest", None)  # left out of the digest; saves compute_digest a copy
+        if compute_digest(content) != record.digest:
             raise InvalidRecord(path, f"{where}digest does not match its content")
-    _check_place(path, kind, record, parts, where)
+    if place:
+        _check_place(path, kind, record, parts, where)
     return record
 
 
@@ -161,10 +165,13 @@ def _check_place(path: str, kind: Kind, record: Record, parts: dict[str, str], w
     if "handoff" in parts and getattr(record, "handoff", None) != parts["handoff"]:
         raise InvalidRecord(path, "event names another handoff than its directory")
     if "y" in parts:
+        # A ULID's time lies between 1970 and 9999, so these equal %Y, %m and %d.
         moment = ulid_time(parts["id"])
-        expected = [f"{moment:%Y}", f"{moment:%m}"] + ([f"{moment:%d}"] if "d" in parts else [])
-        actual = [parts["y"], parts["m"]] + ([parts["d"]] if "d" in parts else [])
-        if expected != actual:
+        if (
+            parts["y"] != f"{moment.year:04d}"
+            or parts["m"] != f"{moment.month:02d}"
+            or ("d" in parts and parts["d"] != f"{moment.day:02d}")
+        ):
             raise InvalidRecord(path, "sits in another date shard than its id's time")
 
 
@@ -195,11 +202,16 @@ def parse_file(path: str, data: bytes) -> Parsed:
     try:
         if kind.form == "jsonl":
             records = []
+            # The place of a batch line depends on the file's path alone (the lines of a
+            # batch do not name it), so checking it on the first line checks every line.
+            by_path = "handoff" not in parts
             for number, line in enumerate(text.splitlines(), 1):
-                loaded = json.loads(line)
+                loaded = load_json(line)
                 if not isinstance(loaded, dict):
                     raise InvalidRecord(path, f"line {number}: is not a JSON object")
-                records.append(_validate(path, kind, loaded, {}, parts, f"line {number}: "))
+                place = number == 1 or not by_path
+                where = f"line {number}: "
+                records.append(_validate(path, kind, loaded, {}, parts, where, place))
             if not records:
                 raise InvalidRecord(path, "is an empty batch")
             return Parsed(kind, tuple(records))
@@ -218,9 +230,10 @@ def parse_file(path: str, data: bytes) -> Parsed:
 def render(record: Record, body: str | None = None, **parts: str) -> tuple[str, bytes]:
     """The path and bytes of a new record (its digest computed when it is add-only)."""
     kind = next(k for k in KINDS if k.model is type(record))
-    record_id = getattr(record, "id", None)
-    if record_id is not None:
-        parts.setdefault("id", record_id)
+    for name in _PLACEHOLDERS:
+        value = getattr(record, name, None)
+        if isinstance(value, str):
+            parts.setdefault(name, value)
     if kind.form == "markdown":
         meta = record.to_data()
         if isinstance(record, AddOnlyRecord):

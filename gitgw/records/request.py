@@ -1,4 +1,8 @@
-"""`requests/<id>.yaml` and `responses/<request-id>.yaml`: the gateway over `git push`."""
+"""`requests/<id>.yaml` and `responses/<id>.yaml`: the gateway over `git push`.
+
+A response has its own id (so its file is add-only like every record) and names the
+request it answers in `request`.
+"""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ class Status:
 def status(repo: StateRepo, remote: str = "origin") -> Status:
     """The status of `repo`'s state branch; the remote part only if `remote` is configured."""
     head = repo.require_head()
-    result = Status(repository=str(repo.path), branch=repo.branch, head=head)
+    result = Status(repository=str(repo.path.resolve()), branch=repo.branch, head=head)
     result.head_time = repo.commit_info(head).time
     counts: Counter[str] = Counter({kind.name: 0 for kind in KINDS if kind.model is not None})
     for path, _ in repo.walk():

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 from gitgw._clock import Clock, default_clock
 from gitgw.concepts.checks import check_file, is_add_only
-from gitgw.errors import Contention, RemoteError, StateBranchMissing
+from gitgw.concepts.store import Store
+from gitgw.errors import Contention, GitgwError, RemoteError, StateBranchMissing
 from gitgw.records import Conflict, render
-from gitgw.state import StateRepo, fetch, merge_heads, push, remote_url
+from gitgw.state import StateRepo, fetch, last_synced, merge_heads, push, remember_synced
 
-__all__ = ["SyncResult", "sync"]
+__all__ = ["SyncResult", "configured_remote", "sync"]
 
 _ATTEMPTS = 8
 
@@ -40,15 +41,23 @@ class SyncResult:
     conflicts: list[Conflict] = field(default_factory=list)
 
 
+def configured_remote(repo: StateRepo) -> str:
+    """The remote named by `sync.remote` in gitgw.yaml (default: origin)."""
+    try:
+        return Store(repo).config().sync.remote
+    except GitgwError:
+        return "origin"  # an unreadable config must not stop a sync that could repair it
+
+
 def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult:
     """Bring the local and remote state branches to the same commit."""
     clock = clock or default_clock()
     result = SyncResult(remote=remote, local_before=repo.head(), remote_before=None)
-    _, name = remote_url(repo, remote)
-    tracking = f"refs/remotes/{name}/{repo.branch}" if name else None
     for attempt in range(1, _ATTEMPTS + 1):
         result.attempts = attempt
-        known = repo.ref_value(tracking) if tracking else None
+        # gitgw's own record of the remote head it last took in: unlike the tracking ref,
+        # a refused fetch does not move it, so a rewrite stays refused until a person acts.
+        known = last_synced(repo, remote)
         remote_head = fetch(repo, remote)
         if attempt == 1:
             result.remote_before = remote_head
@@ -65,8 +74,10 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
             continue  # the local branch moved while merging: start over
         result.head = merged
         if merged == remote_head:
+            remember_synced(repo, remote, merged)
             return result
         if push(repo, remote, merged, remote_head):
+            remember_synced(repo, remote, merged)
             result.pushed = True
             result.action = "pushed" if result.action == "up-to-date" else result.action + "+pushed"
             return result

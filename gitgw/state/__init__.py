@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gitgw.state.history import Change, changes_of, commits_oldest_first
 from gitgw.state.merge import MergeResult, PathConflict, merge_heads
-from gitgw.state.remote import fetch, push, remote_url
+from gitgw.state.remote import fetch, last_synced, push, remember_synced, remote_url
 from gitgw.state.repo import DEFAULT_BRANCH, CommitInfo, StateRepo
 from gitgw.state.writer import BatchWriter
 
@@ -23,7 +23,9 @@ __all__ = [
     "changes_of",
     "commits_oldest_first",
     "fetch",
+    "last_synced",
     "merge_heads",
     "push",
+    "remember_synced",
     "remote_url",
 ]

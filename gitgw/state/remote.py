@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from dulwich.client import get_transport_and_path
-from dulwich.errors import GitProtocolError, HangupException, SendPackError
+from dulwich.errors import GitProtocolError, HangupException, NotGitRepository, SendPackError
 from dulwich.objects import ObjectID
 from dulwich.pack import UnpackedObject
 from dulwich.refs import Ref
 
+from gitgw._fs import atomic_write
 from gitgw.errors import RemoteError
 from gitgw.state.repo import StateRepo
 
-__all__ = ["fetch", "push", "remote_url"]
+__all__ = ["fetch", "last_synced", "push", "remember_synced", "remote_url"]
 
 _ZERO = b"0" * 40
 
@@ -31,7 +34,39 @@ def remote_url(repo: StateRepo, remote: str) -> tuple[str, str | None]:
             f"no remote named {remote!r} in {repo.path}",
             "add one with `git remote add NAME URL`, or pass a URL",
         ) from None
-    return url.decode("utf-8"), remote
+    return _absolute(repo, url.decode("utf-8")), remote
+
+
+def _absolute(repo: StateRepo, url: str) -> str:
+    # A configured relative path means relative to the repository, wherever gitgw runs.
+    if "://" in url or url.startswith("/") or ("@" in url and ":" in url):
+        return url
+    return str((repo.path / url).resolve())
+
+
+def _record_file(repo: StateRepo, remote: str) -> Path:
+    key = hashlib.sha256(remote.encode("utf-8")).hexdigest()[:16]
+    return repo.gitgw_dir / "remotes" / key / repo.branch
+
+
+def last_synced(repo: StateRepo, remote: str) -> str | None:
+    """The remote head gitgw last took in or pushed (its own record, not a ref git moves)."""
+    try:
+        return _record_file(repo, remote).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def remember_synced(repo: StateRepo, remote: str, head: str) -> None:
+    """Record `head` as the remote's state branch after a successful sync."""
+    atomic_write(_record_file(repo, remote), head.encode("ascii") + b"\n")
+
+
+def _tracking(repo: StateRepo, remote: str) -> Ref | None:
+    _, name = remote_url(repo, remote)
+    if name is None:
+        return None
+    return Ref(b"refs/remotes/" + name.encode("utf-8") + b"/" + repo.branch.encode("utf-8"))
 
 
 def _client(url: str) -> tuple[Any, str]:
@@ -54,7 +89,7 @@ def fetch(repo: StateRepo, remote: str) -> str | None:
 
     A named remote's head is also kept at `refs/remotes/<name>/<branch>`.
     """
-    url, name = remote_url(repo, remote)
+    url, _ = remote_url(repo, remote)
     client, path = _client(url)
     ref = repo.ref
     store = repo.dulwich_repo.object_store
@@ -65,14 +100,14 @@ def fetch(repo: StateRepo, remote: str) -> str | None:
 
     try:
         result = client.fetch(path, repo.dulwich_repo, determine_wants=wants)
-    except (OSError, HangupException, GitProtocolError) as exc:
+    except (OSError, HangupException, GitProtocolError, NotGitRepository) as exc:
         raise _unreachable(url, exc) from exc
     head: bytes | None = result.refs.get(ref)
     if head is None or head == _ZERO:
         return None
-    if name is not None:
-        tracking = b"refs/remotes/" + name.encode("utf-8") + b"/" + repo.branch.encode("utf-8")
-        repo.dulwich_repo.refs[Ref(tracking)] = ObjectID(head)
+    tracking = _tracking(repo, remote)
+    if tracking is not None:
+        repo.dulwich_repo.refs[tracking] = ObjectID(head)
     return head.decode("ascii")
 
 
@@ -109,12 +144,15 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
     except SendPackError as exc:
         message = exc.args[0].decode("utf-8", "replace") if exc.args else str(exc)
         raise RemoteError(f"{url} refused the push: {message}") from exc
-    except (OSError, HangupException, GitProtocolError) as exc:
+    except (OSError, HangupException, GitProtocolError, NotGitRepository) as exc:
         raise _unreachable(url, exc) from exc
     if moved:
         return False
     error = (result.ref_status or {}).get(ref)
     if error is None:
+        tracking = _tracking(repo, remote)
+        if tracking is not None:
+            repo.dulwich_repo.refs[tracking] = ObjectID(new.encode("ascii"))
         return True
     # C git's receive-pack says only "failed to update ref" when its compare-and-swap
     # finds the branch moved after it advertised it (another push landed meanwhile).

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
@@ -38,8 +39,10 @@ from gitgw.state.trees import TreeStore, nest_changes
 __all__ = ["DEFAULT_BRANCH", "CommitInfo", "StateRepo"]
 
 DEFAULT_BRANCH = "gitgw"
-_MAX_ATTEMPTS = 200
-_STALE_LOCK_SECONDS = 30.0
+_RETRY_SECONDS = 60.0
+# Holding a ref lock takes microseconds (write 41 bytes, fsync, rename); a lock this old
+# was left by a process killed inside that window, and nobody else will remove it.
+_STALE_LOCK_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -316,7 +319,9 @@ class StateRepo:
             for path, data in files.items()
         }
         changes = nest_changes(blob_ids)
-        for attempt in range(_MAX_ATTEMPTS):
+        deadline = time.monotonic() + _RETRY_SECONDS
+        attempt = 0
+        while time.monotonic() < deadline:
             old = None if new_branch else self.head() if expect_head is None else expect_head
             old_tree = self._tree_of(old) if old else None
             for path, blob_id in blob_ids.items():
@@ -327,18 +332,20 @@ class StateRepo:
             new_tree = self.trees.apply(old_tree, changes) or self._empty_tree()
             parents = ([old] if old else []) + list(parents_extra)
             commit_id = self._new_commit(new_tree, parents, message)
-            if self._swap(old, commit_id):
+            outcome = self._swap(old, commit_id)
+            if outcome == "done":
                 self._witness(commit_id)
                 return commit_id.decode("ascii")
-            if new_branch:
+            if outcome == "moved" and new_branch:
                 raise StateBranchExists(f"the state branch {self.branch!r} was created meanwhile")
-            if expect_head is not None:
+            if outcome == "moved" and expect_head is not None:
                 raise Contention(f"the state branch moved away from {expect_head[:12]}")
             self.retries += 1
+            attempt += 1
             time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 7))))
         raise Contention(
-            f"gave up committing to {self.branch!r} after {_MAX_ATTEMPTS} attempts",
-            "another process keeps moving the branch; try again",
+            f"gave up committing to {self.branch!r} after {_RETRY_SECONDS:.0f}s of retries",
+            "another process keeps moving or locking the branch; try again",
         )
 
     def _new_commit(self, tree: bytes, parents: list[str], message: str) -> bytes:
@@ -361,7 +368,7 @@ class StateRepo:
         """
         self._guard_checkout()
         commit_id = self._new_commit(tree, parents, message)
-        if not self._swap(expect, commit_id):
+        if self._swap(expect, commit_id) != "done":
             return None
         self._witness(commit_id)
         return commit_id.decode("ascii")
@@ -374,21 +381,19 @@ class StateRepo:
     def _empty_tree(self) -> bytes:
         return self.trees.add_raw(Tree.type_num, b"")
 
-    def _swap(self, old: str | None, new: bytes) -> bool:
+    def _swap(self, old: str | None, new: bytes) -> Literal["done", "moved", "locked"]:
         old_sha = old.encode("ascii") if old else None
         try:
             if old_sha is None:
-                return bool(self._repo.refs.add_if_new(self.ref, ObjectID(new)))
+                added = self._repo.refs.add_if_new(self.ref, ObjectID(new))
+                return "done" if added else "moved"
             # No reflog message: dulwich re-reads the config stack for each reflog line
             # (about 1 ms); gitgw keeps its own record of heads (see `witnessed_heads`).
-            return bool(
-                self._repo.refs.set_if_equals(
-                    self.ref, None if old_sha is None else ObjectID(old_sha), ObjectID(new)
-                )
-            )
+            swapped = self._repo.refs.set_if_equals(self.ref, ObjectID(old_sha), ObjectID(new))
+            return "done" if swapped else "moved"
         except FileLocked:
             self._break_stale_lock()
-            return False
+            return "locked"
 
     def _break_stale_lock(self) -> None:
         # A writer killed while holding the ref lock leaves `<ref>.lock` behind. Holding it
@@ -401,7 +406,7 @@ class StateRepo:
     def set_head(self, new: str, expect: str | None) -> bool:
         """Move the branch from `expect` to `new` (compare-and-swap); False if it moved."""
         self._guard_checkout()
-        ok = self._swap(expect, new.encode("ascii"))
+        ok = self._swap(expect, new.encode("ascii")) == "done"
         if ok:
             self._witness(new.encode("ascii"))
         return ok
