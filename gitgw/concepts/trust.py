@@ -1,0 +1,294 @@
+"""Trust classification: how sensitive is a request, and which rules say so.
+
+A request's level is the highest of: what its content triggers (secrets → restricted,
+personal data → confidential, custom rules → their level), what the client declares
+(which may raise the level, never lower it), and the configured default. Every part of
+every message counts: system, user, assistant, tool calls and tool results.
+
+Classification runs on the request path, so it is built for speed. Python's regular
+expressions are fast when a pattern starts with a literal and slow when it starts with
+a character class (every position is tried). So each secret detector is anchored on a
+literal and runs only when that literal occurs in the text; personal data made of digits
+(payment cards, phone numbers, IP addresses, US social security numbers, IBANs) shares
+one scan for digit runs whose few candidates are then checked in Python (Luhn, IBAN
+mod 97, ranges); and high-entropy tokens are looked for only in long whitespace-separated
+words. Results carry rule names, never the matched values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitgw.errors import GitgwError
+from gitgw.records import LEVELS, Level, level_rank
+from gitgw.records.config import TrustConfig
+
+__all__ = ["Classification", "Classifier", "message_texts"]
+
+RESTRICTED: Level = "restricted"
+CONFIDENTIAL: Level = "confidential"
+
+
+@dataclass(frozen=True)
+class _Literal:
+    """A detector that can only match where one of its trigger strings occurs."""
+
+    name: str
+    level: Level
+    triggers: tuple[bytes, ...]
+    pattern: re.Pattern[str]
+    lowercase: bool = False  # triggers and pattern apply to the lower-cased text
+
+
+def _lit(
+    name: str, level: Level, triggers: tuple[str, ...], pattern: str, *, lowercase: bool = False
+) -> _Literal:
+    encoded = tuple(t.encode() for t in triggers)
+    return _Literal(name, level, encoded, re.compile(pattern), lowercase)
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def _random_token(token: str) -> bool:
+    # Mixed-alphabet, high-entropy tokens. Pure hex (commit ids, digests) is left out:
+    # those fill code conversations and are not credentials.
+    if _HEX.fullmatch(token.rstrip("=")):
+        return False
+    return (
+        any(c.islower() for c in token)
+        and any(c.isupper() for c in token)
+        and any(c.isdigit() for c in token)
+        and _entropy(token) >= 4.5
+    )
+
+
+LITERAL_DETECTORS: tuple[_Literal, ...] = (
+    _lit(
+        "secret.private-key",
+        RESTRICTED,
+        ("PRIVATE KEY",),
+        r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----",
+    ),
+    _lit(
+        "secret.aws-access-key",
+        RESTRICTED,
+        ("AKIA", "ASIA"),
+        r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])",
+    ),
+    _lit(
+        "secret.github-token",
+        RESTRICTED,
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{60,})",
+    ),
+    _lit("secret.anthropic-key", RESTRICTED, ("sk-ant-",), r"sk-ant-[A-Za-z0-9_-]{20,}"),
+    _lit(
+        "secret.openai-key",
+        RESTRICTED,
+        ("sk-",),
+        r"sk-(?!ant-)(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}",
+    ),
+    _lit("secret.slack-token", RESTRICTED, ("xox",), r"xox[abprs]-[A-Za-z0-9-]{10,}"),
+    _lit("secret.google-api-key", RESTRICTED, ("AIza",), r"AIza[0-9A-Za-z_-]{35}"),
+    _lit("secret.stripe-key", RESTRICTED, ("_live_",), r"[rs]k_live_[0-9A-Za-z]{20,}"),
+    _lit(
+        "secret.jwt",
+        RESTRICTED,
+        ("eyJ",),
+        r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    ),
+    _lit("secret.url-credentials", RESTRICTED, ("://",), r"://[^\s:/@]+:[^\s@/]+@[^\s/]+"),
+    _lit(
+        "secret.assignment",
+        RESTRICTED,
+        ("password", "passwd", "secret", "api_key", "api-key", "apikey", "token"),
+        r"(?:password|passwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token)"
+        r"[\"']?\s*[:=]\s*[\"']?[^\s\"']{8,}",
+        lowercase=True,
+    ),
+    _lit(
+        "personal.email",
+        CONFIDENTIAL,
+        ("@",),
+        r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+    ),
+)
+
+# Python's regular expressions are fast only where a pattern starts with a literal. So
+# the text is encoded once and translated (a table lookup in C) into "shapes" in which
+# every digit is 0, every upper-case letter A, every token character a: digit runs, IBAN
+# starts and long tokens then begin with a literal and are found at memchr speed.
+_SHAPE = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"0" * 10 + b"A" * 26)
+_TOKEN_CHARS = bytes(
+    97 if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "+/_=-") else 32 for i in range(256)
+)
+_HEX_SHAPE = bytes.maketrans(b"0123456789abcdefABCDEF", b"h" * 22)
+_DIGIT_RUN = re.compile(rb"0[0 .()/-]{5,}0")
+_IBAN_START = re.compile(rb"AA00")
+_LONG_TOKEN = re.compile(rb"a{32,}")
+_SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
+_IPV4 = re.compile(r"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_PHONE = re.compile(r"\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}")
+_IBAN = re.compile(rb"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?")
+_IPV6 = re.compile(r"(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}")
+
+
+def _luhn(digits: str) -> bool:
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        digit = int(char)
+        if i % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def _iban(text: str) -> bool:
+    compact = text.replace(" ", "")
+    rearranged = compact[4:] + compact[:4]
+    return len(compact) >= 15 and int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def _numeric(raw: bytes, shape: bytes, found: set[str]) -> None:
+    for match in _DIGIT_RUN.finditer(shape):
+        start = match.start() - (1 if match.start() and raw[match.start() - 1] == 43 else 0)
+        run = raw[start : match.end()].decode("ascii", "replace")
+        digits = "".join(c for c in run if c.isdigit())
+        if _luhn(digits) and not any(c in run for c in "./()"):
+            found.add("personal.payment-card")
+        if _SSN.search(run):
+            found.add("personal.us-ssn")
+        for ip in _IPV4.finditer(run):
+            parts = [int(p) for p in ip.groups()]
+            if all(p <= 255 for p in parts) and parts[0] not in (0, 127):
+                found.add("personal.ipv4")
+        if run.startswith("+") and _PHONE.match(run):
+            found.add("personal.phone")
+    for match in _IBAN_START.finditer(shape):
+        candidate = _IBAN.match(raw, match.start())
+        if candidate and _iban(candidate.group().decode("ascii")):
+            found.add("personal.iban")
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A request's level and the names of the rules that set it (never the values)."""
+
+    level: Level
+    rules: tuple[str, ...]
+    declared: Level | None = None
+
+
+def message_texts(messages: Iterable[Any]) -> Iterator[str]:
+    """Every piece of text in OpenAI-shaped messages: content parts, tool calls and their
+    arguments, tool results, names, whatever the role."""
+    for message in messages:
+        yield from _texts(message)
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key != "role":
+                yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+@dataclass
+class _Custom:
+    name: str
+    level: Level
+    pattern: re.Pattern[str]
+    keywords: tuple[bytes, ...] = field(default=())
+
+
+class Classifier:
+    """Built once per configuration; `classify` then scans each text once per family."""
+
+    def __init__(self, config: TrustConfig) -> None:
+        self.default: Level = config.default_level
+        self._custom: list[_Custom] = []
+        for rule in config.rules:
+            source = rule.pattern or "|".join(re.escape(k) for k in rule.keywords or ())
+            try:
+                compiled = re.compile(source, 0 if rule.pattern else re.IGNORECASE)
+            except re.error as exc:
+                raise GitgwError(
+                    f"trust rule {rule.name!r} has an invalid pattern: {exc}",
+                    "fix the regular expression in gitgw.yaml (trust.rules)",
+                ) from None
+            keywords = tuple(k.lower().encode() for k in rule.keywords or ())
+            self._custom.append(_Custom(f"custom.{rule.name}", rule.level, compiled, keywords))
+
+    def scan(self, text: str) -> set[str]:
+        """The names of the rules `text` triggers."""
+        found: set[str] = set()
+        raw = text.encode("utf-8", "surrogatepass")
+        lowered = raw.lower()
+        for detector in LITERAL_DETECTORS:
+            haystack = lowered if detector.lowercase else raw
+            for trigger in detector.triggers:
+                if trigger in haystack:
+                    subject = text.lower() if detector.lowercase else text
+                    if detector.pattern.search(subject):
+                        found.add(detector.name)
+                    break
+        shape = raw.translate(_SHAPE)
+        _numeric(raw, shape, found)
+        if raw.count(b":") >= 7:
+            hexes = raw.translate(_HEX_SHAPE)
+            if hexes.count(b"h:h") >= 3 and _IPV6.search(text):
+                found.add("personal.ipv6")
+        tokens = raw.translate(_TOKEN_CHARS)
+        if b"a" * 32 in tokens:
+            for match in _LONG_TOKEN.finditer(tokens):
+                if _random_token(raw[match.start() : match.end()].decode("ascii")):
+                    found.add("secret.high-entropy-token")
+                    break
+        for rule in self._custom:
+            if rule.keywords and not any(k in lowered for k in rule.keywords):
+                continue
+            if rule.pattern.search(text):
+                found.add(rule.name)
+        return found
+
+    def classify(self, texts: Iterable[str], declared: str | None = None) -> Classification:
+        """The level of a request made of `texts`, raised (never lowered) by `declared`."""
+        # One scan over all parts: the separator (NUL, then a newline) ends every pattern.
+        rules = self.scan("\x00\n".join(texts))
+        rank = level_rank(self.default)
+        for name in rules:
+            rank = max(rank, level_rank(self._level_of(name)))
+        declared_level: Level | None = None
+        if declared is not None:
+            if declared not in LEVELS:
+                raise GitgwError(
+                    f"unknown trust level {declared!r}", f"use one of: {', '.join(LEVELS)}"
+                )
+            declared_level = LEVELS[level_rank(declared)]  # type: ignore[assignment]
+            rank = max(rank, level_rank(declared))
+        return Classification(LEVELS[rank], tuple(sorted(rules)), declared_level)  # type: ignore[arg-type]
+
+    def _level_of(self, rule: str) -> Level:
+        if rule.startswith("secret."):
+            return RESTRICTED
+        if rule.startswith("personal."):
+            return CONFIDENTIAL
+        return next(c.level for c in self._custom if c.name == rule)

@@ -1,0 +1,148 @@
+"""Trust classification: every message part counts, values are never reported, and
+ordinary engineering text (commit ids, digests, ULIDs, code) stays at the default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gitgw.concepts.trust import Classifier, message_texts
+from gitgw.errors import GitgwError
+from gitgw.records.config import TrustConfig, TrustRule
+
+SENSITIVE = {
+    "secret.private-key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow...",
+    "secret.aws-access-key": "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
+    "secret.github-token": "export GH=ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "secret.openai-key": "client = OpenAI(api='sk-proj-abcdefghijklmnopqrstuvwx123')",
+    "secret.anthropic-key": "ANTHROPIC=sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
+    "secret.slack-token": "xoxb-1234567890-abcdefghij",
+    "secret.google-api-key": "key=AIzaSyA1234567890abcdefghijklmnopqrstuv",
+    "secret.stripe-key": "sk_live_abcdefghijklmnopqrstuvwx",
+    "secret.jwt": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+    "secret.url-credentials": "DATABASE_URL=postgres://admin:hunter22@db.internal:5432/app",
+    "secret.assignment": 'config = {"password": "correct-horse-battery"}',
+    "secret.high-entropy-token": "the token is Zk9XqL2mP8vR4tY7wB1nC5dF3hJ6kS0aQ please",
+    "personal.email": "write to jane.doe@example.org about it",
+    "personal.payment-card": "card 4111 1111 1111 1111 exp 12/29",
+    "personal.iban": "pay to DE89 3704 0044 0532 0130 00",
+    "personal.us-ssn": "SSN 078-05-1120 on file",
+    "personal.phone": "call me on +44 20 7946 0958",
+    "personal.ipv4": "the server at 203.0.113.45 is down",
+    "personal.ipv6": "bind 2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+}
+
+HARMLESS = [
+    "commit 3f786850e387550fdab836ed7e6dc881de23001b fixes the parser",
+    "digest sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "record 01KB5ZV3R9N0XKQW4Y8E2M6T1A and uuid 123e4567-e89b-12d3-a456-426614174000",
+    "def total(xs: list[int]) -> int:\n    return sum(x * 2 for x in xs)  # line 1017",
+    "card 4111 1111 1111 1112 fails the Luhn check",
+    "localhost is 127.0.0.1 and the date is 2026-11-26 10:30:00, port 8080",
+    "the sky is blue",
+]
+
+
+@pytest.fixture
+def classifier() -> Classifier:
+    return Classifier(TrustConfig(default_level="internal"))
+
+
+@pytest.mark.parametrize(("rule", "text"), SENSITIVE.items())
+def test_each_detector_fires_on_its_kind_of_content(
+    classifier: Classifier, rule: str, text: str
+) -> None:
+    result = classifier.classify([text])
+    assert rule in result.rules
+    expected = "restricted" if rule.startswith("secret.") else "confidential"
+    assert result.level == expected
+
+
+@pytest.mark.parametrize("text", HARMLESS)
+def test_ordinary_engineering_text_stays_at_the_default(classifier: Classifier, text: str) -> None:
+    result = classifier.classify([text])
+    assert result.rules == ()
+    assert result.level == "internal"
+
+
+def _conversation(secret_at: str, secret: str) -> list[dict[str, Any]]:
+    parts: dict[str, Any] = {
+        "system": "You are a careful assistant.",
+        "user": "Summarise the attached log.",
+        "assistant": "Calling the log tool.",
+        "arguments": '{"path": "app.log"}',
+        "tool": "all good",
+        "second_user": "Thanks, now the next one.",
+    }
+    parts[secret_at] = f"{parts[secret_at]} {secret}"
+    return [
+        {"role": "system", "content": parts["system"]},
+        {"role": "user", "content": [{"type": "text", "text": parts["user"]}]},
+        {
+            "role": "assistant",
+            "content": parts["assistant"],
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "read_log", "arguments": parts["arguments"]},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": parts["tool"]},
+        {"role": "user", "content": parts["second_user"]},
+    ]
+
+
+@pytest.mark.parametrize(
+    "where", ["system", "user", "assistant", "arguments", "tool", "second_user"]
+)
+def test_every_message_part_and_turn_counts(classifier: Classifier, where: str) -> None:
+    messages = _conversation(where, "key: sk-proj-abcdefghijklmnopqrstuvwx123")
+    result = classifier.classify(message_texts(messages))
+    assert result.level == "restricted"
+    assert result.rules == ("secret.openai-key",)
+
+
+def test_rules_are_named_but_values_never_reported(classifier: Classifier) -> None:
+    result = classifier.classify([SENSITIVE["secret.openai-key"], SENSITIVE["personal.email"]])
+    assert result.rules == ("personal.email", "secret.openai-key")
+    assert "sk-proj" not in repr(result)
+    assert "example.org" not in repr(result)
+
+
+def test_a_declared_level_raises_but_never_lowers(classifier: Classifier) -> None:
+    assert classifier.classify(["hello"], declared="confidential").level == "confidential"
+    lowered = classifier.classify([SENSITIVE["personal.email"]], declared="public")
+    assert lowered.level == "confidential"
+    assert lowered.declared == "public"
+    with pytest.raises(GitgwError, match="unknown trust level 'secret'"):
+        classifier.classify(["hello"], declared="secret")
+
+
+def test_custom_rules_by_pattern_and_keyword() -> None:
+    config = TrustConfig(
+        default_level="public",
+        rules=[
+            TrustRule(name="customer-id", level="confidential", pattern=r"CUST-\d{6}"),
+            TrustRule(name="falcon", level="restricted", keywords=["Project Falcon"]),
+        ],
+    )
+    classifier = Classifier(config)
+    assert classifier.classify(["ticket for CUST-123456"]).rules == ("custom.customer-id",)
+    falcon = classifier.classify(["status of project falcon?"])
+    assert falcon.level == "restricted"
+    assert falcon.rules == ("custom.falcon",)
+    assert classifier.classify(["nothing here"]).level == "public"
+
+
+def test_an_invalid_custom_pattern_is_a_clear_error() -> None:
+    config = TrustConfig(rules=[TrustRule(name="broken", level="internal", pattern="([a-z")])
+    with pytest.raises(GitgwError, match="trust rule 'broken' has an invalid pattern"):
+        Classifier(config)
+
+
+def test_patterns_do_not_match_across_message_boundaries(classifier: Classifier) -> None:
+    # "4111 1111" + "1111 1111" would be a card number if the parts ran together.
+    assert classifier.classify(["4111 1111", "1111 1111"]).rules == ()
