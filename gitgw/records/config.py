@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gitgw.records.base import Level, Record, Sha256
+from gitgw.records.base import Level, Record, Sha256, level_rank
 
 __all__ = [
     "AliasConfig",
@@ -48,6 +48,11 @@ class AliasConfig(_Strict):
     """A model name clients ask for, served by an ordered list of candidates."""
 
     description: str | None = None
+    max_trust: Level | None = Field(
+        default=None,
+        description="The highest level this alias accepts; a request above it is refused "
+        "or rerouted (trust.on_violation). Default: the highest any candidate may receive.",
+    )
     candidates: list[Candidate] = Field(min_length=1)
 
 
@@ -111,11 +116,49 @@ class GatewayConfig(Record):
     sync: SyncConfig = Field(default_factory=SyncConfig)
 
     @model_validator(mode="after")
-    def _known_providers(self) -> GatewayConfig:
+    def _routes_are_sound(self) -> GatewayConfig:
         for alias, config in self.models.items():
             for candidate in config.candidates:
                 if candidate.provider not in self.providers:
                     raise ValueError(
                         f"alias {alias!r} names unknown provider {candidate.provider!r}"
                     )
+            self._no_fallback_down_to_hosted(alias, config)
+        if self.trust.on_violation == "reroute":
+            target = self.trust.reroute_alias
+            if target is None or target not in self.models:
+                raise ValueError(
+                    "trust.on_violation is reroute, so trust.reroute_alias must "
+                    "name an alias under models"
+                )
+            hosted = [
+                c.provider
+                for c in self.models[target].candidates
+                if self.providers[c.provider].location == "hosted"
+            ]
+            if hosted:
+                raise ValueError(
+                    f"trust.reroute_alias {target!r} must be local only, but "
+                    f"names hosted provider {hosted[0]!r}"
+                )
         return self
+
+    def _no_fallback_down_to_hosted(self, alias: str, config: AliasConfig) -> None:
+        # Fail closed at load time: no fallback order may carry data a candidate is allowed
+        # to see on to a hosted candidate allowed less, unless the alias caps its level.
+        cap = level_rank(config.max_trust) if config.max_trust else None
+        for index, later in enumerate(config.candidates):
+            provider = self.providers[later.provider]
+            limit = level_rank(provider.max_trust)
+            if provider.location != "hosted" or (cap is not None and cap <= limit):
+                continue
+            for earlier in config.candidates[:index]:
+                earlier_level = self.providers[earlier.provider].max_trust
+                if level_rank(earlier_level) > limit:
+                    raise ValueError(
+                        f"alias {alias!r} could fall back from {earlier.provider}/"
+                        f"{earlier.model} (up to {earlier_level}) to hosted "
+                        f"{later.provider}/{later.model} (up to {provider.max_trust}); set "
+                        f"models.{alias}.max_trust: {provider.max_trust}, or remove the "
+                        "hosted candidate"
+                    )
