@@ -20,11 +20,14 @@ class _Strict(BaseModel):
 
 
 class Route(_Strict):
-    """Where a call went."""
+    """Where a call went. `location` lets an audit answer from the receipt alone."""
 
     provider: str
     model: str
     endpoint: str
+    location: Literal["local", "hosted"] | None = Field(
+        default=None, description="Whether the provider was local or hosted at the time."
+    )
 
 
 class Rejection(_Strict):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gitgw.records.base import AddOnlyRecord, Sha256, Timestamp, Ulid
+from gitgw.records.base import AddOnlyRecord, Level, Sha256, Timestamp, Ulid
 
 __all__ = ["Run", "RunPart", "RunStep"]
 
@@ -16,12 +16,22 @@ class _Strict(BaseModel):
 
 
 class RunPart(_Strict):
-    """An input or output, by digest; its text only when capture is on."""
+    """An input or output, by digest; its text only when capture is on.
+
+    `sha256` is the digest of the exact text that `content` holds when captured: the
+    message's text (no `form`), or the canonical JSON of the message without its
+    role (`form: json`, for structured content and tool calls).
+    """
 
     role: str
     sha256: Sha256
     chars: int = Field(ge=0)
-    content: str | None = None
+    form: Literal["text", "json"] | None = Field(
+        default=None,
+        description="What `sha256` covers: the text (absent, or `text`), or the canonical "
+        "JSON of the message without its role (`json`).",
+    )
+    content: str | None = Field(default=None, description="Only with content capture on.")
 
 
 class RunStep(_Strict):
@@ -47,6 +57,9 @@ class Run(AddOnlyRecord):
     trigger: dict[str, Any] | None = None
     provider: str | None = None
     model: str | None = None
+    level: Level | None = Field(
+        default=None, description="The trust level of the inputs; a replay may go no higher."
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: list[RunPart] = Field(default_factory=list)
     outputs: list[RunPart] = Field(default_factory=list)
