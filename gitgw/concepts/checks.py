@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gitgw.concepts.secrets import check_secrets
 from gitgw.records import Parsed, kind_of, parse_file
 
 __all__ = ["FileCheck", "check_file", "is_add_only", "register_check"]
@@ -23,6 +24,9 @@ def register_check(check: FileCheck) -> None:
     """Run `check` on every file after its format check passes."""
     if check not in _checks:
         _checks.append(check)
+
+
+register_check(check_secrets)  # the secrets guard: every way into the branch runs it
 
 
 def check_file(path: str, data: bytes) -> Parsed:
