@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 a `GitgwError` (message and hint on stderr) or a failed
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 import platform
 import sys
@@ -40,7 +41,17 @@ class UserError(click.ClickException):
 
 
 class GitgwGroup(click.Group):
-    """The root group: turns every `GitgwError` into a `UserError`, once."""
+    """The root group: loads each command on first use, and turns every `GitgwError` into
+    a `UserError`, once."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _COMMANDS and cmd_name not in self.commands:
+            module = importlib.import_module(f"gitgw.cli.{_COMMANDS[cmd_name]}")
+            self.add_command(module.command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -85,14 +96,27 @@ def cli(ctx: click.Context, repo: Path | None, branch: str) -> None:
     ctx.obj = Settings(repo=repo, branch=branch)
 
 
-def _register() -> None:
-    from gitgw.cli import demo, init, schemas, status, sync, verify
-
-    for module in (init, status, verify, sync, schemas, demo):
-        cli.add_command(module.command)
-
-
-_register()
+# Command name -> the module (gitgw.cli.<module>) whose `command` it is. A module is
+# imported only when its command runs, so `gitgw verify` never pays for the proxy's
+# aiohttp or the renderer's jinja2 (and a pre-commit hook starts fast).
+_COMMANDS = {
+    "init": "init",
+    "status": "status",
+    "verify": "verify",
+    "sync": "sync",
+    "schemas": "schemas",
+    "demo": "demo",
+    "handoff": "handoff",
+    "memory": "memory",
+    "hooks": "hooks",
+    "consent": "consent",
+    "receipts": "receipts",
+    "runs": "runs",
+    "audit": "audit",
+    "proxy": "proxy",
+    "route": "route",
+    "mode": "mode",
+}
 
 
 def _crash_log(exc: BaseException) -> Path | None:

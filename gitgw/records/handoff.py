@@ -32,7 +32,7 @@ TERMINAL_STATES = frozenset({"completed", "failed", "canceled", "rejected"})
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Party(_Strict):

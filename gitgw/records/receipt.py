@@ -16,7 +16,7 @@ __all__ = ["ContextPart", "Receipt", "Rejection", "Route", "Usage"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Route(_Strict):

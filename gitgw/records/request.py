@@ -18,7 +18,7 @@ __all__ = ["Message", "Request", "Response"]
 class Message(BaseModel):
     """A chat message, as the OpenAI API shapes it."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     role: str
     content: Any = None

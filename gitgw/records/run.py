@@ -12,7 +12,7 @@ __all__ = ["Run", "RunPart", "RunStep"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class RunPart(_Strict):

@@ -12,7 +12,7 @@ __all__ = ["Step", "Trigger", "Workflow"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class Trigger(_Strict):
