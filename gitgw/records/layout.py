@@ -92,6 +92,8 @@ KINDS: tuple[Kind, ...] = (
     _kind("conflict", Conflict, "conflicts/{id}/conflict.yaml", "record", True),
     _kind("conflict-copy", None, "conflicts/{id}/files/{rest}", "opaque", True),
     _kind("readme", None, "README.md", "opaque", False),
+    # A clone of the branch may run gitgw's hooks through the pre-commit framework.
+    _kind("pre-commit-config", None, ".pre-commit-config.yaml", "opaque", False),
 )
 _BY_NAME = {kind.name: kind for kind in KINDS}
 _BY_TOP: dict[str, list[Kind]] = {}
