@@ -10,11 +10,12 @@ from typing import Any
 from dulwich.client import get_transport_and_path
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository, SendPackError
 from dulwich.objects import ObjectID
-from dulwich.pack import UnpackedObject
+from dulwich.pack import UnpackedObject, pack_objects_to_data
 from dulwich.refs import Ref
 
 from gitgw._fs import atomic_write
 from gitgw.errors import RemoteError
+from gitgw.state.packing import objects_to_send
 from gitgw.state.repo import StateRepo
 
 __all__ = ["fetch", "last_synced", "push", "remember_synced", "remote_url"]
@@ -132,12 +133,14 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
             return dict(refs)
         return {**refs, ref: new.encode("ascii")}
 
-    def pack_data(have: Any, want: Any, *, ofs_delta: bool = False,
-                  progress: Callable[..., None] | None = None,
-                  ) -> tuple[int, Iterator[UnpackedObject]]:  # fmt: skip
-        return repo.dulwich_repo.generate_pack_data(
-            set(have), set(want), progress=progress, ofs_delta=ofs_delta
-        )
+    def pack_data(
+        have: Any,
+        want: Any,
+        *,
+        ofs_delta: bool = False,
+        progress: Callable[..., None] | None = None,
+    ) -> tuple[int, Iterator[UnpackedObject]]:
+        return pack_objects_to_data(objects_to_send(repo, want, have), ofs_delta=ofs_delta)
 
     try:
         result = client.send_pack(path.encode("utf-8"), update_refs, pack_data)
