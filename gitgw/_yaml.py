@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import io
 import json
+import json.scanner
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-__all__ = ["YamlError", "dump_document", "dump_record", "load_document", "load_record"]
+__all__ = [
+    "YamlError",
+    "dump_document",
+    "dump_record",
+    "load_document",
+    "load_json",
+    "load_record",
+]
 
 _LINE = re.compile(r"([a-z_][a-z0-9_]*): (.+)")
 
@@ -41,6 +50,25 @@ def dump_record(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The C scanner behind json.loads, called directly: it skips the wrapper's checks, which
+# cost more than scanning the short values of a record's lines. (typeshed's stub names
+# the wrong type for its argument: it takes the decoder whose settings it uses.)
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]
+)
+
+
+def load_json(text: str) -> Any:
+    """Exactly `json.loads(text)`, faster for text that is one JSON value and nothing else."""
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)  # raises the error json.loads raises
+    if end != len(text):
+        return json.loads(text)  # white space around the value, or more after it
+    return value
+
+
 def _load_fast(text: str) -> dict[str, Any] | None:
     data: dict[str, Any] = {}
     for line in text.splitlines():
@@ -51,7 +79,7 @@ def _load_fast(text: str) -> dict[str, Any] | None:
         if key in data:
             return None
         try:
-            data[key] = json.loads(value)
+            data[key] = load_json(value)
         except ValueError:
             return None
     return data or None

@@ -10,18 +10,24 @@ and the records it held are compared with the branch as it is now.
 
 from __future__ import annotations
 
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from gitgw.concepts.checks import check_file
 from gitgw.errors import GitgwError, InvalidRecord
-from gitgw.records import kind_of
+from gitgw.records import KINDS, kind_of
 from gitgw.state import StateRepo, changes_of, commits_oldest_first
 
 __all__ = ["Problem", "Report", "verify"]
 
 Progress = Callable[[int, int], None]
+
+# The top-level names that can hold a mutable file. Everything under any other name is
+# add-only or unknown, which the check of mutable files at the head would skip one path
+# at a time; it skips those trees whole instead.
+_MUTABLE_TOPS = frozenset(kind.template.split("/", 1)[0] for kind in KINDS if not kind.add_only)
 
 
 @dataclass(frozen=True)
@@ -102,8 +108,24 @@ def _check_change(
     report.problems.append(Problem(path, commit, f"add-only record was {what}{since}"))
 
 
+def _mutable_candidates(repo: StateRepo, head: str) -> Iterator[tuple[str, str]]:
+    """What `repo.walk("", head)` gives, in the same order, minus add-only-only trees."""
+    root = repo.tree_of(head)
+    if root is None:
+        return
+    for name, (mode, sha) in sorted(repo.trees.entries(root).items()):
+        top = name.decode("utf-8")
+        if top not in _MUTABLE_TOPS:
+            continue
+        if stat.S_ISDIR(mode):
+            for path, blob in repo.trees.walk(sha, top + "/"):
+                yield path, blob.decode("ascii")
+        else:
+            yield top, sha.decode("ascii")
+
+
 def _check_mutable_at_head(repo: StateRepo, head: str, report: Report) -> None:
-    for path, blob_id in repo.walk("", head):
+    for path, blob_id in _mutable_candidates(repo, head):
         found = kind_of(path)
         if found is None or found[0].add_only:
             continue

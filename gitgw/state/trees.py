@@ -17,13 +17,15 @@ import hashlib
 import itertools
 import os
 import stat
+import time
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Union
 
-from dulwich.object_store import BaseObjectStore, DiskObjectStore
-from dulwich.objects import Blob, ObjectID, ShaFile, Tree, parse_tree
+from dulwich.object_store import BaseObjectStore, DiskObjectStore, PackBasedObjectStore
+from dulwich.objects import Blob, Commit, ObjectID, RawObjectID, ShaFile, Tree, parse_tree
+from dulwich.pack import Pack, PackFileDisappeared
 
 __all__ = ["DIR_MODE", "FILE_MODE", "Entries", "TreeStore", "nest_changes"]
 
@@ -35,6 +37,9 @@ Entries = dict[bytes, tuple[int, bytes]]  # name -> (mode, hex id)
 Nested = dict[bytes, Union[bytes, "Nested", None]]
 
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+_TYPE_NUMS = {name: num for num, name in _TYPE_NAMES.items()}
+_PACKS_TTL = 1.0  # seconds before the list of packs is read again
+_RECENT_COMMITS = 64
 
 
 def nest_changes(changes: Mapping[str, bytes | None]) -> Nested:
@@ -64,8 +69,19 @@ def _chunk(name: bytes, mode: int, sha: bytes) -> bytes:
 @dataclass
 class _CachedTree:
     entries: Entries
-    keys: list[bytes]  # sort keys, in git order
-    chunks: list[bytes]  # raw entries, in the same order
+    keys: list[bytes] | None = None  # sort keys, in git order
+    chunks: list[bytes] | None = None  # raw entries, in the same order
+    raw: bytes | None = None  # a tree read from the store: keys and chunks come from it
+
+    def spliceable(self) -> tuple[list[bytes], list[bytes]]:
+        """The sort keys and raw entries; made on first use (a walk needs only entries)."""
+        if self.keys is None or self.chunks is None:
+            assert self.raw is not None
+            parsed = list(parse_tree(self.raw, 20))
+            self.keys = [_sort_key(name, mode) for name, mode, _ in parsed]
+            self.chunks = [_chunk(name, mode, hexsha) for name, mode, hexsha in parsed]
+            self.raw = None
+        return self.keys, self.chunks
 
 
 class TreeStore:
@@ -79,6 +95,10 @@ class TreeStore:
         self._counter = itertools.count()
         self._known_dirs: set[str] = set()
         self.preloaded: dict[bytes, tuple[int, bytes]] | None = None
+        self._packs: list[Pack] = []
+        self._packs_read = -_PACKS_TTL
+        # The last commits written here: the next commit starts from one of them.
+        self._recent: dict[bytes, tuple[int, bytes]] = {}
 
     # -- reading -------------------------------------------------------------------------
 
@@ -88,7 +108,53 @@ class TreeStore:
             found = self.preloaded.get(sha)
             if found is not None:
                 return found
-        return self._store.get_raw(ObjectID(sha))
+        found = self._recent.get(sha)
+        if found is not None:
+            return found
+        # Straight to the packs, then the loose object: the store's own lookup costs more
+        # than reading a small object (it looks for a multi-pack index on every call).
+        # Anything unusual (an object elsewhere, a pack removed by a repack) goes through
+        # the store, which finds it or raises as it always does.
+        found = self._read_direct(sha) if len(sha) == 40 else None
+        return found if found is not None else self._store.get_raw(ObjectID(sha))
+
+    def _read_direct(self, sha: bytes) -> tuple[int, bytes] | None:
+        try:
+            binary = RawObjectID(binascii.unhexlify(sha))
+        except binascii.Error:
+            return None
+        for pack in self._known_packs():
+            try:
+                return pack.get_raw(binary)
+            except KeyError:
+                continue
+            except (OSError, ValueError, PackFileDisappeared):
+                self._packs_read = -_PACKS_TTL
+                return None
+        return self._read_loose(sha)
+
+    def _known_packs(self) -> list[Pack]:
+        now = time.monotonic()
+        if now - self._packs_read >= _PACKS_TTL and isinstance(self._store, PackBasedObjectStore):
+            self._packs = list(self._store.packs)
+            self._packs_read = now
+        return self._packs
+
+    def _read_loose(self, sha: bytes) -> tuple[int, bytes] | None:
+        if self._objects_dir is None:
+            return None
+        hexsha = sha.decode("ascii")
+        try:
+            with open(os.path.join(self._objects_dir, hexsha[:2], hexsha[2:]), "rb") as handle:
+                data = zlib.decompress(handle.read())
+        except (OSError, zlib.error):
+            return None
+        header, _, raw = data.partition(b"\0")
+        type_name, _, size = header.partition(b" ")
+        type_num = _TYPE_NUMS.get(type_name)
+        if type_num is None or size != b"%d" % len(raw):
+            return None  # not an object in today's format: let the store read it
+        return type_num, raw
 
     def get(self, sha: bytes) -> ShaFile:
         """Any object, parsed."""
@@ -101,12 +167,8 @@ class TreeStore:
             type_num, raw = self.raw(sha)
             if type_num != Tree.type_num:
                 raise ValueError(f"{sha.decode()} is not a tree")
-            parsed = list(parse_tree(raw, 20))
-            cached = _CachedTree(
-                entries={name: (mode, hexsha) for name, mode, hexsha in parsed},
-                keys=[_sort_key(name, mode) for name, mode, _ in parsed],
-                chunks=[_chunk(name, mode, hexsha) for name, mode, hexsha in parsed],
-            )
+            entries = {name: (mode, hexsha) for name, mode, hexsha in parse_tree(raw, 20)}
+            cached = _CachedTree(entries, raw=raw)
             self._remember(sha, cached)
         return cached
 
@@ -179,9 +241,17 @@ class TreeStore:
         """Store an object given its raw content; returns its hex id."""
         header = b"%s %d\0" % (_TYPE_NAMES[type_num], len(raw))
         sha = hashlib.sha1(header + raw).hexdigest().encode("ascii")
+        self._write(type_num, header, raw, sha)
+        if type_num == Commit.type_num:
+            if len(self._recent) >= _RECENT_COMMITS:
+                self._recent.clear()
+            self._recent[sha] = (type_num, raw)
+        return sha
+
+    def _write(self, type_num: int, header: bytes, raw: bytes, sha: bytes) -> None:
         if self._objects_dir is None:
             self._store.add_object(ShaFile.from_raw_string(type_num, raw, ObjectID(sha)))
-            return sha
+            return
         # A loose object exactly as git writes it (zlib level 1 is git's default for
         # loose objects): a temporary file in the fan-out directory, then a rename, so a
         # reader never sees half an object and a crash leaves only a stray temp file.
@@ -192,7 +262,7 @@ class TreeStore:
             os.makedirs(directory, exist_ok=True)
             self._known_dirs.add(hexsha[:2])
         elif os.path.exists(target):
-            return sha
+            return
         tmp = os.path.join(directory, f"tmp_obj_{os.getpid()}_{next(self._counter)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
@@ -208,7 +278,6 @@ class TreeStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        return sha
 
     def add_blob(self, data: bytes) -> bytes:
         """Store `data` as a blob and return its id."""
@@ -219,7 +288,8 @@ class TreeStore:
         if tree_sha is not None:
             base = self._cached(tree_sha)
             entries = dict(base.entries)
-            keys, chunks = list(base.keys), list(base.chunks)
+            base_keys, base_chunks = base.spliceable()
+            keys, chunks = list(base_keys), list(base_chunks)
         else:
             entries, keys, chunks = {}, [], []
         for name, change in changes.items():
