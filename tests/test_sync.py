@@ -275,6 +275,36 @@ def test_rewritten_remote_history_is_refused(tmp_path: Path, git_server: GitServ
         assert f"{record}: add-only record modified by a rewrite of history" in ran.stderr
 
 
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [("modify", "add-only record was modified"), ("invalid", "is not a path gitgw knows")],
+)
+def test_incoming_commits_that_break_the_rules_are_not_taken_in(
+    tmp_path: Path, git_server: GitServer, change: str, reason: str
+) -> None:
+    a, b = pair(tmp_path, git_server)
+    record = add_consent(a)
+    assert sync(a)["action"] == "pushed"
+    b_before = head(b)
+    # A plain git push to a server without gitgw's pre-receive hook: a new commit on top.
+    clone = tmp_path / "careless"
+    git("clone", "--quiet", "--branch", BRANCH, "--single-branch", git_server.url(), str(clone))
+    if change == "modify":
+        target = clone / record
+        target.write_text(target.read_text().replace('"internal"', '"restricted"'))
+    else:
+        (clone / "notes.txt").write_text("scratch\n")
+    git("add", "--all", cwd=clone)
+    git("commit", "--quiet", "-m", "a hand edit", cwd=clone)
+    git("push", "--quiet", "origin", BRANCH, cwd=clone)
+
+    ran = run_cli("--repo", str(b), "sync")
+    assert ran.exit_code == 1, ran.stdout
+    assert ran.stderr.startswith("gitgw: error: refusing to take in the state branch"), ran.stderr
+    assert reason in ran.stderr
+    assert head(b) == b_before
+
+
 def test_no_state_branch_anywhere(tmp_path: Path, git_server: GitServer) -> None:
     a = machine(tmp_path, "a", git_server.create(), init=False)
     ran = run_cli("--repo", str(a), "sync")

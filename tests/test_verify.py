@@ -10,7 +10,7 @@ import pytest
 
 from gitgw._clock import default_clock
 from gitgw.concepts.store import Store
-from gitgw.records import ConsentEntry, render
+from gitgw.records import ConsentEntry, Handoff, render
 from gitgw.state import StateRepo
 from tests.conftest import git, run_cli
 
@@ -138,3 +138,47 @@ def test_invalid_and_unknown_files_are_named_and_other_commands_still_work(
     assert text.exit_code == 1
     assert "notes.txt: is not a path gitgw knows [commit " in text.stderr
     assert text.stdout.startswith("FAILED: 2 problem(s)")
+
+
+def test_a_second_run_skips_proven_files_but_still_catches_tampering(
+    state_repo: Path, clone: Path
+) -> None:
+    [path] = _add(state_repo, _grant())
+    first = _verify(state_repo)[1]
+    assert first["cached"] == 0
+    second = _verify(state_repo)[1]
+    assert second["cached"] == second["files"] - 2  # all but the two mutable files at the head
+    assert second["records"] == first["records"]
+    git("pull", "-q", cwd=clone)
+    (clone / path).write_text((clone / path).read_text().replace('"alice"', '"eve"'))
+    git("commit", "-qam", "edit a proven record", cwd=clone)
+    _push(clone)
+    code, data = _verify(state_repo)
+    assert code == 1
+    assert "add-only record was modified" in dict(_problems(data))[path]
+    fresh = run_cli("--repo", str(state_repo), "verify", "--no-cache", "--json")
+    assert json.loads(fresh.stdout)["data"]["cached"] == 0
+
+
+def test_secrets_in_history_are_found_on_request(state_repo: Path, clone: Path) -> None:
+    handoff_id = "01M8B1B85J709A7SXXVSJKPWBZ"
+    handoff = Handoff.model_validate(
+        {
+            "id": handoff_id,
+            "from": {"agent": "a"},
+            "to": "b",
+            "title": "deploy",
+            "created": "2026-11-20T10:00:00.000Z",
+        }
+    )
+    path, data = render(handoff, "Use AKIAIOSFODNN7EXAMPLE to deploy.\n")
+    (clone / path).parent.mkdir(parents=True)
+    (clone / path).write_bytes(data)  # plain git, past gitgw's own guard
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "a handoff with a key in it", cwd=clone)
+    _push(clone)
+    assert _verify(state_repo)[0] == 0  # the format is fine
+    ran = run_cli("--repo", str(state_repo), "verify", "--secrets")
+    assert ran.exit_code == 1
+    assert path in ran.stderr
+    assert "AKIAIOSFODNN7EXAMPLE" not in ran.stderr + ran.stdout

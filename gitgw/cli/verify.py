@@ -14,8 +14,18 @@ def _count(n: int, noun: str) -> str:
 
 
 @click.command("verify")
+@click.option(
+    "--secrets",
+    is_flag=True,
+    help="Also scan every record in history for secrets (writes and hooks always do).",
+)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Check every file from scratch, not only those no earlier run has proven.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a versioned envelope).")
-def command(as_json: bool) -> None:
+def command(secrets: bool, no_cache: bool, as_json: bool) -> None:
     """Prove the state branch is intact; exit 1 listing every problem.
 
     \b
@@ -25,6 +35,9 @@ def command(as_json: bool) -> None:
       - every earlier head this machine has seen (gitgw's record of heads, the reflog,
         remote-tracking branches) is still in the history, so a rewrite with plain git
         (an amended commit, a force push) is caught.
+
+    The history is walked every time; files an earlier run proved (same path, same
+    bytes) are not parsed again (see --no-cache).
     """
 
     def progress(done: int, total: int) -> None:
@@ -32,7 +45,7 @@ def command(as_json: bool) -> None:
             click.echo(f"\rverifying: {done}/{total} commits", err=True, nl=done == total)
 
     with open_repo() as repo:
-        report = verify(repo, progress)
+        report = verify(repo, progress, secrets=secrets, cache=not no_cache)
     if as_json:
         emit_json({"ok": report.ok, **vars(report)})
     else:
@@ -42,7 +55,9 @@ def command(as_json: bool) -> None:
         summary = (
             f"{_count(report.commits, 'commit')}, {_count(report.files, 'file')}, "
             f"{_count(report.records, 'record')}, {_count(report.witnesses, 'earlier head')} "
-            f"checked in {report.seconds:.2f}s ({rate:,.0f} records/s)"
+            f"checked in {report.seconds:.2f}s ({rate:,.0f} records/s"
+            + (f"; {report.cached} files proven before" if report.cached else "")
+            + ")"
         )
         if report.ok:
             echo(f"ok: {summary}")

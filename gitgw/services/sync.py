@@ -20,6 +20,7 @@ from gitgw.concepts.checks import check_file, is_add_only
 from gitgw.concepts.store import Store
 from gitgw.errors import Contention, GitgwError, RemoteError, StateBranchMissing
 from gitgw.records import Conflict, render
+from gitgw.services.verify import check_incoming
 from gitgw.state import StateRepo, fetch, last_synced, merge_heads, push, remember_synced
 
 __all__ = ["SyncResult", "configured_remote", "sync"]
@@ -100,6 +101,19 @@ def _integrate(
     """The local head after taking in `remote_head`; None if the local branch moved."""
     if remote_head is None or local == remote_head:
         return local
+    if local is None or not repo.is_ancestor(remote_head, local):
+        # What comes in passes the checks a push would: nothing invalid, no add-only
+        # record modified or deleted, whether it arrives by fast-forward or by merge.
+        problems = check_incoming(repo, [local] if local else [], remote_head)
+        if problems:
+            first = problems[0]
+            raise RemoteError(
+                f"refusing to take in the state branch of {result.remote}: "
+                f"{len(problems)} problem(s), e.g. {first.path}: {first.reason} "
+                f"[commit {first.commit[:12]}]",
+                "nothing was merged; the remote's history must be repaired there "
+                "(its pre-receive hook would have refused this push)",
+            )
     if local is None or repo.is_ancestor(local, remote_head):
         if not repo.set_head(remote_head, local):
             return None

@@ -6,21 +6,33 @@ it was added. And every earlier head this machine has seen (gitgw's own record o
 heads, the branch's reflog, remote-tracking branches) is still in the branch's history:
 a rewrite with plain git (an amended commit, a force push) leaves such a head behind,
 and the records it held are compared with the branch as it is now.
+
+A file's format check depends only on its path and its bytes, and a blob id is the hash
+of its bytes: so the (path, blob) pairs already proven are remembered, derived and
+rebuildable, under `.git/gitgw/verified/`, in a file named by a fingerprint of this
+version of gitgw and its schemas. The history walk and every add-only and rewrite check
+run every time; only the parsing of files already proven is skipped. `--no-cache` (or
+deleting the directory) makes a run check every file from scratch. With `secrets`, each
+file also passes the secrets guard (the hooks and every gitgw write always run it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from gitgw import __version__
 from gitgw.concepts.checks import check_file
 from gitgw.errors import GitgwError, InvalidRecord
-from gitgw.records import KINDS, kind_of
+from gitgw.records import KINDS, json_schemas, kind_of
 from gitgw.state import StateRepo, changes_of, commits_oldest_first
 
-__all__ = ["Problem", "Report", "verify"]
+__all__ = ["Problem", "Report", "check_incoming", "verify"]
 
 Progress = Callable[[int, int], None]
 
@@ -48,6 +60,7 @@ class Report:
     files: int = 0
     records: int = 0
     witnesses: int = 0
+    cached: int = 0  # files whose format was proven by an earlier run
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
 
@@ -57,55 +70,120 @@ class Report:
         return not self.problems
 
 
-def verify(repo: StateRepo, progress: Progress | None = None) -> Report:
+class _Proven:
+    """The (path, blob) pairs whose format check passed before, and their record counts."""
+
+    def __init__(self, repo: StateRepo, secrets: bool, enabled: bool) -> None:
+        schemas = b"".join(data for _, data in sorted(json_schemas().items()))
+        tag = hashlib.sha256(f"{__version__} {secrets}".encode() + schemas).hexdigest()[:16]
+        self.path: Path | None = repo.gitgw_dir / "verified" / tag if enabled else None
+        self.known: dict[tuple[str, str], int] = {}
+        self.new: list[str] = []
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                for line in self.path.read_text().splitlines():
+                    parts = line.split(" ", 2)
+                    if len(parts) == 3 and parts[1].isdigit():  # a torn last line is skipped
+                        self.known[(parts[2], parts[0])] = int(parts[1])
+
+    def add(self, path: str, blob: str, records: int) -> None:
+        self.known[(path, blob)] = records
+        self.new.append(f"{blob} {records} {path}\n")
+
+    def save(self) -> None:
+        if self.path is None or not self.new:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.writelines(self.new)
+        self.new.clear()
+
+
+@dataclass
+class _Checker:
+    repo: StateRepo
+    report: Report
+    proven: _Proven
+    secrets: bool
+    added_in: dict[str, str] = field(default_factory=dict)
+
+    def change(self, commit: str, path: str, old: str | None, new: str | None) -> None:
+        found = kind_of(path)
+        if found is None:
+            if new is not None:
+                self.problem(path, commit, "is not a path gitgw knows")
+            return
+        if not found[0].add_only:
+            return  # mutable files are checked as they are at the head
+        if old is None and new is not None:
+            self.added_in.setdefault(path, commit)
+            self.file(commit, path, new)
+            return
+        first = self.added_in.get(path)
+        since = f" (added in {first[:12]})" if first else ""
+        what = "deleted" if new is None else "modified"
+        self.problem(path, commit, f"add-only record was {what}{since}")
+
+    def file(self, commit: str, path: str, blob: str) -> None:
+        self.report.files += 1
+        known = self.proven.known.get((path, blob))
+        if known is not None:
+            self.report.cached += 1
+            self.report.records += known
+            return
+        try:
+            parsed = check_file(path, self.repo.blob(blob), guards=self.secrets)
+        except InvalidRecord as exc:
+            self.problem(path, commit, exc.reason)
+            return
+        count = len(parsed.records) or 1
+        self.report.records += count
+        self.proven.add(path, blob, count)
+
+    def problem(self, path: str, commit: str, reason: str) -> None:
+        self.report.problems.append(Problem(path, commit, reason))
+
+
+def verify(
+    repo: StateRepo,
+    progress: Progress | None = None,
+    *,
+    secrets: bool = False,
+    cache: bool = True,
+) -> Report:
     """Check the state branch's files, its history and the heads this machine has seen."""
     started = time.perf_counter()
     head = repo.require_head()
     report = Report(head=head)
+    checker = _Checker(repo, report, _Proven(repo, secrets, cache), secrets)
     commits = commits_oldest_first(repo, head)
     report.commits = len(commits)
-    added_in: dict[str, str] = {}
     for number, commit in enumerate(commits, 1):
         for change in changes_of(repo, commit):
-            _check_change(repo, commit, change.path, change.old, change.new, added_in, report)
+            checker.change(commit, change.path, change.old, change.new)
         if progress is not None and (number % 500 == 0 or number == len(commits)):
             progress(number, len(commits))
-    _check_mutable_at_head(repo, head, report)
+    _check_mutable_at_head(checker, head)
     _check_witnesses(repo, head, set(commits), report)
+    checker.proven.save()
     repo.witness(head)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _check_change(
-    repo: StateRepo,
-    commit: str,
-    path: str,
-    old: str | None,
-    new: str | None,
-    added_in: dict[str, str],
-    report: Report,
-) -> None:
-    found = kind_of(path)
-    if found is None:
-        if new is not None:
-            report.problems.append(Problem(path, commit, "is not a path gitgw knows"))
-        return
-    kind = found[0]
-    if not kind.add_only:
-        return  # mutable files are checked as they are at the head
-    if old is None and new is not None:
-        added_in.setdefault(path, commit)
-        report.files += 1
-        try:
-            report.records += len(check_file(path, repo.blob(new)).records) or 1
-        except InvalidRecord as exc:
-            report.problems.append(Problem(path, commit, exc.reason))
-        return
-    first = added_in.get(path)
-    since = f" (added in {first[:12]})" if first else ""
-    what = "deleted" if new is None else "modified"
-    report.problems.append(Problem(path, commit, f"add-only record was {what}{since}"))
+def check_incoming(repo: StateRepo, known: Iterable[str], incoming: str) -> list[Problem]:
+    """The problems the commits of `incoming` that `known` heads lack would bring in: invalid
+    files, unknown paths, and add-only records modified or deleted (what the hooks refuse)."""
+    seen: set[str] = set()
+    for head in known:
+        seen |= set(commits_oldest_first(repo, head))
+    report = Report(head=incoming)
+    checker = _Checker(repo, report, _Proven(repo, secrets=True, enabled=False), secrets=True)
+    for commit in commits_oldest_first(repo, incoming):
+        if commit not in seen:
+            for change in changes_of(repo, commit):
+                checker.change(commit, change.path, change.old, change.new)
+    return report.problems
 
 
 def _mutable_candidates(repo: StateRepo, head: str) -> Iterator[tuple[str, str]]:
@@ -124,7 +202,8 @@ def _mutable_candidates(repo: StateRepo, head: str) -> Iterator[tuple[str, str]]
             yield top, sha.decode("ascii")
 
 
-def _check_mutable_at_head(repo: StateRepo, head: str, report: Report) -> None:
+def _check_mutable_at_head(checker: _Checker, head: str) -> None:
+    repo, report = checker.repo, checker.report
     for path, blob_id in _mutable_candidates(repo, head):
         found = kind_of(path)
         if found is None or found[0].add_only:
