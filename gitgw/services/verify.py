@@ -210,7 +210,7 @@ def _check_mutable_at_head(checker: _Checker, head: str) -> None:
             continue
         report.files += 1
         try:
-            check_file(path, repo.blob(blob_id))
+            check_file(path, repo.blob(blob_id), guards=checker.secrets)
         except InvalidRecord as exc:
             report.problems.append(Problem(path, _last_change(repo, head, path), exc.reason))
 
