@@ -73,7 +73,7 @@ def test_status_counts_the_example_files_per_kind(example_repo: Path) -> None:
 
 
 def test_demo_seeds_shows_and_verifies_the_example(tmp_path: Path) -> None:
-    ran = run_cli("demo", str(tmp_path / "demo"))
+    ran = run_cli("demo", str(tmp_path / "demo"), "--no-serve")
 
     assert ran.exit_code == 0, ran.stdout + ran.stderr
     assert f"with the example state ({len(FILES)} files)" in ran.stdout

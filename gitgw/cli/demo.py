@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import click
 
 from gitgw.cli._output import echo, table, when
+from gitgw.cli.proxy import run_proxy
+from gitgw.proxy import ProxySettings
+from gitgw.services.gateway import Gateway
 from gitgw.services.init import init_state
 from gitgw.services.status import status
 from gitgw.services.verify import verify
 from gitgw.state import StateRepo
+
+DEMO_HOST = "127.0.0.1"
+
+
+def _free(port: int) -> int:
+    """`port` if nothing listens on it, else 0 (any free port)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((DEMO_HOST, port))
+        except OSError:
+            return 0
+    return port
 
 
 @click.command("demo")
 @click.argument(
     "directory", type=click.Path(file_okay=False, path_type=Path), default=".gitgw-demo"
 )
-def command(directory: Path) -> None:
-    """Create a state repository from the example state, show it, and verify it.
+@click.option(
+    "--no-serve", is_flag=True, help="Stop after verifying; do not start the proxy (for CI)."
+)
+def command(directory: Path, no_serve: bool) -> None:
+    """Create a state repository from the example state, verify it, and serve the proxy.
 
     DIRECTORY (default: .gitgw-demo) is replaced on each run, so the demo always starts
-    from the example.
+    from the example. Then the proxy serves the example configuration on 127.0.0.1
+    (its configured port, or a free one) until Ctrl-C. No model is needed: with no
+    local model running, a request gets a clear error naming the model that is down,
+    and leaves a receipt all the same (`gitgw --repo DIRECTORY receipts list`).
     """
     if directory.exists():
         shutil.rmtree(directory)
@@ -39,3 +61,13 @@ def command(directory: Path) -> None:
     echo(f"explore: gitgw --repo {directory} status | verify | --help")
     if not report.ok:
         raise SystemExit(1)
+    if no_serve:
+        return
+    echo()
+    gateway = Gateway.open(directory, "gitgw")
+    try:
+        port = _free(gateway.config.proxy.port)
+        run_proxy(gateway, DEMO_HOST, port, ProxySettings(), example_model="local")
+    finally:
+        gateway.close()
+    echo(f"receipts: gitgw --repo {directory} receipts list")

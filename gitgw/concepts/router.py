@@ -224,7 +224,7 @@ def _local_hint(config: GatewayConfig, level: str) -> str:
 def _refusal(config: GatewayConfig, result: Plan, classification: Classification) -> Refusal:
     kinds = {r.kind for r in result.rejected}
     reasons = "; ".join(f"{r.provider}/{r.model}: {r.reason}" for r in result.rejected)
-    if kinds == {"health"} or ("health" in kinds and not kinds & {"trust", "consent"}):
+    if "health" in kinds:  # a model allowed to see it exists, and it is down
         return Refusal(
             503,
             "upstream_unavailable",

@@ -36,19 +36,33 @@ CONFIDENTIAL: Level = "confidential"
 
 @dataclass(frozen=True)
 class _Literal:
-    """A detector that can only match where one of its trigger strings occurs."""
+    """A detector that can only match where one of its trigger strings occurs.
+
+    A trigger is a string looked for with `in`, or (written `re:...`) a small regular
+    expression starting with a literal, which finds any of several related triggers
+    in one pass (`gh(?:[pousr]_|ithub_pat_)` costs what one `in` costs, not six).
+    """
 
     name: str
     level: Level
-    triggers: tuple[bytes, ...]
+    triggers: tuple[bytes | re.Pattern[bytes], ...]
     pattern: re.Pattern[str]
     lowercase: bool = False  # triggers and pattern apply to the lower-cased text
+
+    def triggered(self, haystack: bytes) -> bool:
+        """Whether one of the triggers occurs in `haystack`."""
+        for trigger in self.triggers:
+            if trigger in haystack if isinstance(trigger, bytes) else trigger.search(haystack):
+                return True
+        return False
 
 
 def _lit(
     name: str, level: Level, triggers: tuple[str, ...], pattern: str, *, lowercase: bool = False
 ) -> _Literal:
-    encoded = tuple(t.encode() for t in triggers)
+    encoded = tuple(
+        re.compile(t[3:].encode()) if t.startswith("re:") else t.encode() for t in triggers
+    )
     return _Literal(name, level, encoded, re.compile(pattern), lowercase)
 
 
@@ -83,16 +97,16 @@ LITERAL_DETECTORS: tuple[_Literal, ...] = (
     _lit(
         "secret.aws-access-key",
         RESTRICTED,
-        ("AKIA", "ASIA"),
+        ("re:AKIA|ASIA",),
         r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])",
     ),
     _lit(
         "secret.github-token",
         RESTRICTED,
-        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        ("re:gh(?:[pousr]_|ithub_pat_)",),
         r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{60,})",
     ),
-    _lit("secret.anthropic-key", RESTRICTED, ("sk-ant-",), r"sk-ant-[A-Za-z0-9_-]{20,}"),
+    _lit("secret.anthropic-key", RESTRICTED, ("sk-",), r"sk-ant-[A-Za-z0-9_-]{20,}"),
     _lit(
         "secret.openai-key",
         RESTRICTED,
@@ -112,7 +126,7 @@ LITERAL_DETECTORS: tuple[_Literal, ...] = (
     _lit(
         "secret.assignment",
         RESTRICTED,
-        ("password", "passwd", "secret", "api_key", "api-key", "apikey", "token"),
+        ("passw", "secret", "re:api[_-]?key", "token"),
         r"(?:password|passwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token)"
         r"[\"']?\s*[:=]\s*[\"']?[^\s\"']{8,}",
         lowercase=True,
@@ -195,20 +209,23 @@ class Classification:
 def message_texts(messages: Iterable[Any]) -> Iterator[str]:
     """Every piece of text in OpenAI-shaped messages: content parts, tool calls and their
     arguments, tool results, names, whatever the role."""
+    found: list[str] = []
     for message in messages:
-        yield from _texts(message)
+        _texts(message, found)
+    return iter(found)
 
 
-def _texts(value: Any) -> Iterator[str]:
+def _texts(value: Any, found: list[str]) -> None:
+    # A plain recursion into a list: nested generators cost a few microseconds a message.
     if isinstance(value, str):
-        yield value
+        found.append(value)
     elif isinstance(value, dict):
         for key, item in value.items():
             if key != "role":
-                yield from _texts(item)
+                _texts(item, found)
     elif isinstance(value, list):
         for item in value:
-            yield from _texts(item)
+            _texts(item, found)
 
 
 @dataclass
@@ -242,14 +259,20 @@ class Classifier:
         found: set[str] = set()
         raw = text.encode("utf-8", "surrogatepass")
         lowered = raw.lower()
+        seen: dict[bytes, bool] = {}  # "sk-" opens two detectors: look for it once
         for detector in LITERAL_DETECTORS:
             haystack = lowered if detector.lowercase else raw
-            for trigger in detector.triggers:
-                if trigger in haystack:
-                    subject = text.lower() if detector.lowercase else text
-                    if detector.pattern.search(subject):
-                        found.add(detector.name)
-                    break
+            first = detector.triggers[0]
+            if isinstance(first, bytes) and len(detector.triggers) == 1:
+                hit = seen.get(first)
+                if hit is None:
+                    hit = seen[first] = first in haystack
+            else:
+                hit = detector.triggered(haystack)
+            if hit:
+                subject = text.lower() if detector.lowercase else text
+                if detector.pattern.search(subject):
+                    found.add(detector.name)
         shape = raw.translate(_SHAPE)
         _numeric(raw, shape, found)
         if raw.count(b":") >= 7:

@@ -1,0 +1,29 @@
+"""The typed keys under which the proxy application keeps its shared state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import ClientSession, web
+
+from gitgw.proxy.metrics import Metrics
+from gitgw.proxy.pool import HttpPool
+from gitgw.services.gateway import Gateway
+
+__all__ = ["GATEWAY", "METRICS", "POOL", "SESSION", "SETTINGS", "ProxySettings"]
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """How the proxy talks to upstreams and follows the state branch."""
+
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 120.0  # no byte from an upstream for this long: it hangs
+    refresh_interval_s: float = 0.5  # how often the state branch's head is looked at
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+METRICS = web.AppKey("metrics", Metrics)
+SETTINGS = web.AppKey("settings", ProxySettings)
+SESSION = web.AppKey("session", ClientSession)  # upstreams over HTTPS
+POOL = web.AppKey("pool", HttpPool)  # upstreams over plain HTTP

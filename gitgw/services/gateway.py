@@ -1,0 +1,316 @@
+"""The gateway's in-memory state: what the proxy's request path reads, and nothing slower.
+
+A `Gateway` holds the last good configuration and the commit it was read at, a
+`Classifier` built from it, the folded consent ledger, provider `Health` and the
+receipt writer. The request path never touches Git:
+
+- `authenticate` names the client from its bearer token (tokens are known only as
+  SHA-256 hashes, from `token_sha256` or from the variable `token_env` names);
+- `prepare` parses and checks a chat completion body, classifies every string in it
+  (messages of every role, tool calls and tool results, tool definitions), checks the
+  client's consent and plans the routes (`gitgw.concepts.router.plan`);
+- `record` turns what happened into a `Receipt` and hands it to the batching writer,
+  returning at once.
+
+`refresh()` follows the state branch: when its head has not moved it costs one ref
+read; when it moved, it compares the blob id of `gitgw.yaml` (parsing only a changed
+file) and lets the consent ledger fold what changed under `consent/`. An invalid new
+configuration is reported and the last good one keeps serving. Only one thread may call
+`refresh()` at a time; the request path only reads the snapshot it publishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitgw._clock import Clock, default_clock
+from gitgw.concepts.checks import check_file
+from gitgw.concepts.consent import ConsentLedger
+from gitgw.concepts.router import Health
+from gitgw.concepts.store import CONFIG_PATH, Store
+from gitgw.concepts.trust import Classifier
+from gitgw.errors import GitgwError
+from gitgw.records import GatewayConfig
+from gitgw.services.gateway_request import (
+    Attempt,
+    Loaded,
+    Outcome,
+    Prepared,
+    RequestError,
+    prepare_request,
+)
+from gitgw.services.receipt_lines import batch_file, guard_text, receipt_data, receipt_line
+from gitgw.state import BatchWriter, StateRepo
+
+__all__ = [
+    "Attempt",
+    "ConfigProblem",
+    "Gateway",
+    "Loaded",
+    "Outcome",
+    "Prepared",
+    "Refreshed",
+    "RequestError",
+    "is_loopback",
+]
+
+DEFAULT_COOLDOWN_S = 10.0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (127.0.0.0/8, ::1 or `localhost`)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def token_hash(token: str) -> str:
+    """The hex SHA-256 of a client token, as `clients.NAME.token_sha256` stores it."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """A configuration that failed to load; the last good one keeps serving."""
+
+    commit: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What one `refresh()` found."""
+
+    moved: bool = False  # the state branch's head moved
+    config_changed: bool = False  # a new configuration is now in force
+    consent_changed: bool = False
+    problem: ConfigProblem | None = None  # a new configuration was rejected
+
+
+def _load(config: GatewayConfig, commit: str, blob: bytes | None) -> Loaded:
+    tokens: dict[str, str] = {}
+    unset: list[str] = []
+    for name, client in sorted(config.clients.items()):
+        if client.token_sha256:
+            tokens[client.token_sha256] = name
+        if client.token_env:
+            value = os.environ.get(client.token_env)
+            if value:
+                tokens[token_hash(value)] = name
+            elif not client.token_sha256:
+                unset.append(name)
+    return Loaded(config, commit, blob, Classifier(config.trust), tokens, tuple(unset))
+
+
+@dataclass
+class _Counters:
+    refreshes: int = 0
+    config_reloads: int = 0
+    config_failures: int = 0
+
+
+class Gateway:
+    """The in-memory state the proxy serves from (see the module docs)."""
+
+    def __init__(
+        self,
+        repo: StateRepo,
+        *,
+        clock: Clock | None = None,
+        health: Health | None = None,
+        require_token: bool = False,
+    ) -> None:
+        self.repo = repo
+        self.clock = clock or default_clock()
+        self.store = Store(repo, self.clock)
+        self.health = health or Health(DEFAULT_COOLDOWN_S)
+        self.require_token = require_token
+        self._refresh_lock = threading.Lock()
+        self.counters = _Counters()
+        head = repo.require_head()
+        found = repo.trees.lookup(repo.tree_of(head), CONFIG_PATH)
+        self.loaded: Loaded = _load(self.store.config(), head, found[1] if found else None)
+        self.problem: ConfigProblem | None = None
+        self._seen_blob = self.loaded.blob
+        self._head: str | None = head
+        self.consent = ConsentLedger(repo)
+        self._writer: BatchWriter | None = None
+        self.on_batch: Callable[[int, Future[str]], None] | None = None
+        self._lines: deque[str] = deque()  # receipts built, not yet handed over
+        self._hand_over_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+
+    @property
+    def writer(self) -> BatchWriter:
+        """The batching writer receipts go to (started on first use: a dry run never
+        starts it)."""
+        with self._start_lock:
+            if self._writer is None:
+                self._writer = self.store.writer()
+            return self._writer
+
+    @classmethod
+    def open(cls, path: Path | None, branch: str, *, require_token: bool = False) -> Gateway:
+        """A gateway over the state branch `branch` of the repository at `path`."""
+        return cls(StateRepo.discover(path, branch), require_token=require_token)
+
+    @property
+    def config(self) -> GatewayConfig:
+        """The configuration in force."""
+        return self.loaded.config
+
+    # -- following the branch -------------------------------------------------------------
+
+    def refresh(self) -> Refreshed:
+        """Catch up with the state branch (cheap when its head has not moved)."""
+        with self._refresh_lock:
+            self.counters.refreshes += 1
+            head = self.repo.head()
+            if head is None or head == self._head:
+                return Refreshed()
+            found = self.repo.trees.lookup(self.repo.tree_of(head), CONFIG_PATH)
+            blob = found[1] if found else None
+            changed, problem = False, None
+            if blob != self._seen_blob:
+                self._seen_blob = blob
+                try:
+                    self.loaded = self._parse(head, blob)
+                except GitgwError as exc:
+                    text = exc.message + (f" ({exc.hint})" if exc.hint else "")
+                    problem = self.problem = ConfigProblem(head, text)
+                    self.counters.config_failures += 1
+                else:
+                    changed, self.problem = True, None
+                    self.counters.config_reloads += 1
+            consent = self.consent.refresh()
+            self._head = head
+            return Refreshed(True, changed, consent, problem)
+
+    def _parse(self, head: str, blob: bytes | None) -> Loaded:
+        if blob is None:
+            raise GitgwError(f"the state branch no longer has {CONFIG_PATH}")
+        record = check_file(CONFIG_PATH, self.repo.blob(blob.decode("ascii"))).records[0]
+        assert isinstance(record, GatewayConfig)
+        return _load(record, head, blob)
+
+    # -- the request path -----------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None) -> str | None:
+        """The client a bearer token names, None for an anonymous caller; 401 otherwise.
+
+        With no clients configured, tokens are not checked (the proxy then listens on
+        loopback only). With clients, a token must name one; a caller without a token is
+        anonymous on loopback and refused elsewhere.
+        """
+        loaded = self.loaded
+        if not loaded.config.clients:
+            if self.require_token:
+                raise RequestError(
+                    401, "invalid_api_key", "this proxy has no clients configured",
+                    "add clients to gitgw.yaml, or listen on loopback only",
+                )  # fmt: skip
+            return None
+        token = None
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                token = value.strip()
+        if token is None:
+            if self.require_token:
+                raise RequestError(
+                    401, "missing_api_key", "this proxy needs a client token",
+                    "send Authorization: Bearer TOKEN with a token from clients in gitgw.yaml",
+                )  # fmt: skip
+            return None
+        client = loaded.tokens.get(token_hash(token))
+        if client is None:
+            raise RequestError(
+                401, "invalid_api_key", "the bearer token names no client of this proxy",
+                "use a token from clients in gitgw.yaml (token_env or token_sha256)",
+            )  # fmt: skip
+        return client
+
+    def prepare(self, body: bytes, client: str | None, declared: str | None = None) -> Prepared:
+        """Parse, check, classify and plan one chat completion request."""
+        return prepare_request(
+            self.loaded,
+            body,
+            client,
+            declared,
+            self.consent.check,
+            self.health,
+            receipt_id=self.clock.new_id(),
+            created=self.clock.now(),
+        )
+
+    def record(self, prepared: Prepared | None, outcome: Outcome) -> str:
+        """Build the receipt of one request and queue it; its id, at once.
+
+        Nothing is written here: `hand_over()` (which the proxy runs every 0.5 s, and
+        `flush()` runs first) gives the queued receipts to the batching writer as one
+        batch file, so a busy proxy makes two commits a second, not one per request.
+        """
+        if prepared is not None:
+            outcome.receipt_id = prepared.receipt_id
+        elif outcome.receipt_id is None:
+            outcome.receipt_id = self.clock.new_id()
+        self._lines.append(receipt_line(receipt_data(self.loaded, prepared, outcome, self.clock)))
+        return outcome.receipt_id
+
+    @property
+    def pending(self) -> int:
+        """Receipts queued and not yet handed to the writer."""
+        return len(self._lines)
+
+    def hand_over(self) -> int:
+        """Give the queued receipts to the writer as one batch file; how many."""
+        with self._hand_over_lock:
+            lines = []
+            while self._lines:
+                lines.append(self._lines.popleft())
+            if not lines:
+                return 0
+            path, data = batch_file(lines, self.clock.new_id())
+            future = self.writer.submit({path: data})
+            if self.on_batch is not None:
+                self.on_batch(len(lines), future)
+            return len(lines)
+
+    def warm(self) -> None:
+        """Load what the first receipts would otherwise load on the request path (the
+        secrets guard's detectors), and start the receipt writer."""
+        guard_text(self.clock.new_id(), "detail", "HTTP 401 (invalid_api_key): warm-up")
+        self.writer  # noqa: B018
+
+    def new_receipt_id(self) -> str:
+        """An id for a receipt of a request that could not be prepared."""
+        return self.clock.new_id()
+
+    def key_of(self, env: str | None) -> str | None:
+        """The value of a provider's key variable (never logged, never printed)."""
+        return os.environ.get(env) if env else None
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every receipt recorded so far is on the branch."""
+        self.hand_over()
+        if self._writer is not None:
+            self._writer.flush(timeout)
+
+    def close(self) -> None:
+        """Commit what is queued and release the repository."""
+        self.hand_over()
+        if self._writer is not None:
+            self._writer.close()
+        self.repo.close()
