@@ -2,11 +2,12 @@
 
 A busy proxy writes thousands of receipts a second, so it does not build a pydantic
 `Receipt` for each and let the writer dump it again: it builds the receipt's JSON data
-directly, in the `Receipt` model's field order, seals it with the same digest rule
-(`sha256:` + SHA-256 of the canonical JSON), and joins the lines of one hand-over into
-one batch file, `receipts/<yyyy>/<mm>/<dd>/<batch-id>.jsonl`. The bytes are the ones
-`render_batch` would write for the same receipts, which the tests check, and every read
-(`gitgw verify`, `receipts show`) validates them against the model.
+directly and writes it as its canonical JSON (keys sorted), with the digest of exactly
+those bytes appended (`sha256:` + SHA-256 of the canonical JSON, the rule every record
+follows). The lines of one hand-over make one batch file,
+`receipts/<yyyy>/<mm>/<dd>/<batch-id>.jsonl`. Every read (`gitgw verify`, `receipts
+show`, the index) validates each line against the `Receipt` model, and the proxy's
+tests read every receipt they cause back through it.
 
 No prompt text is written unless `proxy.capture_content` is on, and even then not for a
 request that holds a secret. Free text that reaches a receipt (a reason, a detail that
@@ -117,7 +118,7 @@ def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
 def receipt_data(
     loaded: Loaded, prepared: Prepared | None, outcome: Outcome, clock: Clock
 ) -> dict[str, Any]:
-    """The receipt of one request as JSON data, in the `Receipt` model's field order."""
+    """The receipt of one request as JSON data (what `Receipt` would dump, None left out)."""
     if prepared is None:
         config = loaded.config
         receipt_id = outcome.receipt_id or clock.new_id()
