@@ -436,7 +436,7 @@ def prompt(handoff_id: str, agent: str | None) -> None:
     It holds the handoff's fields, body and notes, the memory notes it names (only up to
     the handoff's trust level and your clearance) and how to report back.
     """
-    from gitgw.services.render import render_template
+    from gitgw.render import render_template
 
     with open_repo() as repo:
         store = Store(repo)
