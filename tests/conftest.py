@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from gitgw.cli import cli
 
-pytest_plugins = ["tests.gitservers"]
+pytest_plugins = ["tests.gitservers", "tests.fakeupstream"]
 
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "Test Author",

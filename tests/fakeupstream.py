@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import openai
+import pytest
 from aiohttp import web
 
 from gitgw.concepts.consent import grant
@@ -325,3 +327,52 @@ def wait_receipt(proxy: Proxy, repo_path: Path, receipt_id: str) -> Receipt:
         if time.monotonic() > deadline:
             raise AssertionError(f"receipt {receipt_id} never reached the branch")
         time.sleep(0.05)
+
+
+# -- fixtures shared by the proxy tests (registered as a plugin in tests/conftest.py) -----
+
+KEY = "sk-hosted-key-value-never-logged-0123456789"
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+@pytest.fixture
+def loop() -> Iterator[BackgroundLoop]:
+    with running_loop() as background:
+        yield background
+
+
+@pytest.fixture
+def upstreams(loop: BackgroundLoop) -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
+    with running_upstreams(loop) as pair:
+        yield pair
+
+
+@pytest.fixture
+def local(upstreams: tuple[FakeUpstream, FakeUpstream]) -> FakeUpstream:
+    return upstreams[0]
+
+
+@pytest.fixture
+def hosted(upstreams: tuple[FakeUpstream, FakeUpstream]) -> FakeUpstream:
+    return upstreams[1]
+
+
+@pytest.fixture
+def proxy(
+    state_repo: Path,
+    loop: BackgroundLoop,
+    local: FakeUpstream,
+    hosted: FakeUpstream,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Proxy]:
+    monkeypatch.setenv("HOSTED_KEY", KEY)
+    write_config(state_repo, local.base_url, hosted.base_url)
+    grant_hosted(state_repo)
+    with running_proxy(loop, state_repo) as served:
+        yield served
+
+
+@pytest.fixture
+def client(proxy: Proxy) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=proxy.url, api_key="unused", max_retries=0, timeout=10) as sdk:
+        yield sdk

@@ -13,7 +13,6 @@ import shutil
 import ssl
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ from gitgw.proxy.serve import start
 from gitgw.services.gateway import Gateway
 from gitgw.state import StateRepo
 from tests.fakeupstream import (
+    HELLO,
+    KEY,
     TEST_SETTINGS,
     BackgroundLoop,
     FakeUpstream,
@@ -34,59 +35,11 @@ from tests.fakeupstream import (
     grant_hosted,
     receipt_files,
     receipts_on_branch,
-    running_loop,
     running_proxy,
-    running_upstreams,
     wait_for,
     wait_receipt,
     write_config,
 )
-
-KEY = "sk-hosted-key-value-never-logged-0123456789"
-HELLO = [{"role": "user", "content": "Say hello."}]
-
-
-@pytest.fixture
-def loop() -> Iterator[BackgroundLoop]:
-    with running_loop() as background:
-        yield background
-
-
-@pytest.fixture
-def upstreams(loop: BackgroundLoop) -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
-    with running_upstreams(loop) as pair:
-        yield pair
-
-
-@pytest.fixture
-def local(upstreams: tuple[FakeUpstream, FakeUpstream]) -> FakeUpstream:
-    return upstreams[0]
-
-
-@pytest.fixture
-def hosted(upstreams: tuple[FakeUpstream, FakeUpstream]) -> FakeUpstream:
-    return upstreams[1]
-
-
-@pytest.fixture
-def proxy(
-    state_repo: Path,
-    loop: BackgroundLoop,
-    local: FakeUpstream,
-    hosted: FakeUpstream,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Proxy]:
-    monkeypatch.setenv("HOSTED_KEY", KEY)
-    write_config(state_repo, local.base_url, hosted.base_url)
-    grant_hosted(state_repo)
-    with running_proxy(loop, state_repo) as served:
-        yield served
-
-
-@pytest.fixture
-def client(proxy: Proxy) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=proxy.url, api_key="unused", max_retries=0, timeout=10) as sdk:
-        yield sdk
 
 
 def _post(
