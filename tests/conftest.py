@@ -4,10 +4,12 @@ so no test can read or write a developer's real configuration or repositories.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -68,6 +70,39 @@ def run_cli(*args: str, input: str | None = None) -> Ran:
     """Invoke the `gitgw` command in process, as a user would, with separate streams."""
     result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
     return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def run_on(repo: Path, *args: str, input: str | None = None) -> Ran:
+    """Invoke `gitgw --repo REPO ARGS...`."""
+    return run_cli("--repo", str(repo), *args, input=input)
+
+
+def succeeds(repo: Path, *args: str, input: str | None = None) -> str:
+    """Run a gitgw command on `repo` that must succeed; its stdout."""
+    ran = run_on(repo, *args, input=input)
+    assert ran.exit_code == 0, ran.stderr
+    return ran.stdout
+
+
+def fails(repo: Path, *args: str, input: str | None = None) -> str:
+    """Run a gitgw command on `repo` that must fail with a `gitgw: error:`; its stderr."""
+    ran = run_on(repo, *args, input=input)
+    assert ran.exit_code == 1, ran.stdout + ran.stderr
+    assert ran.stderr.startswith("gitgw: error: "), ran.stderr
+    assert "hint: " in ran.stderr or "Traceback" not in ran.stderr
+    return ran.stderr
+
+
+def envelope_data(ran: Ran) -> Any:
+    """The `data` of a `--json` output, after checking its envelope's version."""
+    envelope = json.loads(ran.stdout)
+    assert envelope["schema_version"] == 1
+    return envelope["data"]
+
+
+def branch_head(repo: Path) -> str:
+    """The state branch's commit id."""
+    return git("rev-parse", "gitgw", cwd=repo).strip()
 
 
 @pytest.fixture

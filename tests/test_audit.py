@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from gitgw._clock import Clock
 from gitgw.concepts.audit import audit
 from gitgw.concepts.consent import grant, revoke
 from gitgw.records import render_batch
 from gitgw.state import StateRepo
-from tests.conftest import run_cli
+from tests.conftest import envelope_data as data
+from tests.conftest import run_on as cli
 from tests.test_receipts import make_receipt, record
-
-
-def cli(repo: Path, *args: str) -> Any:
-    return run_cli("--repo", str(repo), *args)
-
-
-def data(ran: Any) -> Any:
-    envelope = json.loads(ran.stdout)
-    assert envelope["schema_version"] == 1
-    return envelope["data"]
 
 
 def test_audit_answers_from_receipts_and_names_every_violation(state_repo: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -16,22 +15,11 @@ from gitgw.concepts.store import Store
 from gitgw.errors import GitgwError
 from gitgw.records import ConsentEntry, render
 from gitgw.state import StateRepo
+from tests.conftest import branch_head as head
+from tests.conftest import envelope_data as data
 from tests.conftest import git, run_cli
+from tests.conftest import run_on as cli
 from tests.gitservers import GitServer
-
-
-def cli(repo: Path, *args: str) -> Any:
-    return run_cli("--repo", str(repo), *args)
-
-
-def data(ran: Any) -> Any:
-    envelope = json.loads(ran.stdout)
-    assert envelope["schema_version"] == 1
-    return envelope["data"]
-
-
-def head(repo: Path) -> str:
-    return git("rev-parse", "gitgw", cwd=repo).strip()
 
 
 def check(repo: Path, subject: str, level: str) -> tuple[int, dict[str, Any]]:

@@ -20,33 +20,14 @@ from gitgw.concepts.store import Store
 from gitgw.errors import Contention
 from gitgw.services.sync import sync
 from gitgw.state import StateRepo
-from tests.conftest import git, run_cli
+from tests.conftest import branch_head as head
+from tests.conftest import fails, git, run_cli
+from tests.conftest import succeeds as cli
 from tests.gitservers import GitServer
 
 EXAMPLE_HANDOFF = "01M72BN4RPD00B6JMKN1EPWCWX"
 PUBLIC_NOTE = "01M5C9EDKFBFGEPRV2W147SA69"
 CONFIDENTIAL_NOTE = "01M6DYZDS6CWHHTH9THZXXQ8X6"
-
-
-def cli(repo: Path, *args: str, input: str | None = None) -> str:
-    """Run a gitgw command on `repo` that must succeed; its stdout."""
-    ran = run_cli("--repo", str(repo), *args, input=input)
-    assert ran.exit_code == 0, ran.stderr
-    return ran.stdout
-
-
-def fails(repo: Path, *args: str, input: str | None = None) -> str:
-    """Run a gitgw command on `repo` that must fail with a `gitgw: error:`; its stderr."""
-    ran = run_cli("--repo", str(repo), *args, input=input)
-    assert ran.exit_code == 1, ran.stdout + ran.stderr
-    assert ran.stderr.startswith("gitgw: error: "), ran.stderr
-    assert "hint: " in ran.stderr or "Traceback" not in ran.stderr
-    return ran.stderr
-
-
-def head(repo: Path) -> str:
-    """The state branch's commit id."""
-    return git("rev-parse", "gitgw", cwd=repo).strip()
 
 
 def show(repo: Path, handoff_id: str) -> dict[str, Any]:

@@ -11,7 +11,9 @@ import pytest
 from gitgw.concepts import memory
 from gitgw.concepts.index import Index
 from gitgw.state import StateRepo
-from tests.conftest import git, run_cli
+from tests.conftest import branch_head as head
+from tests.conftest import fails, git, run_cli
+from tests.conftest import succeeds as cli
 from tests.gitservers import GitServer
 
 PUBLIC_NOTE = "01M5C9EDKFBFGEPRV2W147SA69"
@@ -21,26 +23,6 @@ PRIVATE_KEY = (
     "-----BEGIN OPENSSH "
     + "PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
 )
-
-
-def cli(repo: Path, *args: str, input: str | None = None) -> str:
-    """Run a gitgw command on `repo` that must succeed; its stdout."""
-    ran = run_cli("--repo", str(repo), *args, input=input)
-    assert ran.exit_code == 0, ran.stderr
-    return ran.stdout
-
-
-def fails(repo: Path, *args: str, input: str | None = None) -> str:
-    """Run a gitgw command on `repo` that must fail with a `gitgw: error:`; its stderr."""
-    ran = run_cli("--repo", str(repo), *args, input=input)
-    assert ran.exit_code == 1, ran.stdout + ran.stderr
-    assert ran.stderr.startswith("gitgw: error: "), ran.stderr
-    return ran.stderr
-
-
-def head(repo: Path) -> str:
-    """The state branch's commit id."""
-    return git("rev-parse", "gitgw", cwd=repo).strip()
 
 
 def search(repo: Path, query: str, *extra: str) -> list[dict[str, Any]]:

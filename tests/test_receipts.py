@@ -32,26 +32,15 @@ from gitgw.errors import BranchCheckedOut
 from gitgw.records import Receipt
 from gitgw.records.receipt import Route, Usage
 from gitgw.state import StateRepo
-from tests.conftest import git, run_cli
+from tests.conftest import branch_head as head
+from tests.conftest import envelope_data as data
+from tests.conftest import git
+from tests.conftest import run_on as cli
 
 MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "You review code."},
     {"role": "user", "content": "Is this loop right? for i in range(10): pass"},
 ]
-
-
-def cli(repo: Path, *args: str) -> Any:
-    return run_cli("--repo", str(repo), *args)
-
-
-def data(ran: Any) -> Any:
-    envelope = json.loads(ran.stdout)
-    assert envelope["schema_version"] == 1
-    return envelope["data"]
-
-
-def head(repo: Path) -> str:
-    return git("rev-parse", "gitgw", cwd=repo).strip()
 
 
 def make_receipt(

@@ -4,7 +4,6 @@ upstream (an aiohttp app on 127.0.0.1), including every refusal that sends nothi
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,26 +22,15 @@ from gitgw.concepts.store import CONFIG_PATH, Store
 from gitgw.records import GatewayConfig, Run
 from gitgw.records.run import RunPart
 from gitgw.state import StateRepo
-from tests.conftest import git, run_cli
+from tests.conftest import branch_head as head
+from tests.conftest import envelope_data as data
+from tests.conftest import git
+from tests.conftest import run_on as cli
 
 MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "Answer in one word."},
     {"role": "user", "content": "Capital of France?"},
 ]
-
-
-def cli(repo: Path, *args: str) -> Any:
-    return run_cli("--repo", str(repo), *args)
-
-
-def data(ran: Any) -> Any:
-    envelope = json.loads(ran.stdout)
-    assert envelope["schema_version"] == 1
-    return envelope["data"]
-
-
-def head(repo: Path) -> str:
-    return git("rev-parse", "gitgw", cwd=repo).strip()
 
 
 # -- a fake upstream: a real aiohttp app on loopback ---------------------------------------
