@@ -18,12 +18,10 @@ from datetime import UTC, datetime
 from gitgw.concepts.consent import ConsentLedger
 from gitgw.concepts.index import Index
 from gitgw.concepts.receipts import RECEIPTS_INDEX, to_millis
-from gitgw.records import LEVELS
+from gitgw.records import LEVEL_RANK, LEVELS
 from gitgw.state import StateRepo
 
 __all__ = ["AuditGroup", "AuditReport", "Violation", "audit"]
-
-_RANK = {level: rank for rank, level in enumerate(LEVELS)}
 
 
 @dataclass
@@ -88,7 +86,7 @@ def _judge(
             reasons.append(f"cites {entry.id}, which was not in force then ({then} was)")
         elif entry.action != "grant" or entry.level is None:
             reasons.append(f"cites {entry.id}, which is not a grant")
-        elif level > _RANK[entry.level]:
+        elif level > LEVEL_RANK[entry.level]:
             reasons.append(f"cites {entry.id}, which grants only up to {entry.level}")
         else:
             return entry.id, ""
@@ -128,7 +126,7 @@ def audit(
             "SELECT id, created, provider, level, location, consent FROM receipts "
             f"WHERE {where} AND provider IS NOT NULL AND level > ? "
             "AND (location IS NULL OR location != 'local') ORDER BY created, id",
-            [*params, _RANK[above]],
+            [*params, LEVEL_RANK[above]],
         )
         for receipt_id, millis, provider, level, location, consent in rows:
             report.reached += 1

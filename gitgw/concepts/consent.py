@@ -44,7 +44,7 @@ from gitgw.concepts.consent_fold import (
 )
 from gitgw.concepts.store import Unreadable
 from gitgw.errors import Contention, GitgwError
-from gitgw.records import LEVELS, ConsentEntry, render
+from gitgw.records import LEVEL_RANK, LEVELS, ConsentEntry, render
 from gitgw.records.consent import SUBJECT_KINDS
 from gitgw.state import StateRepo
 
@@ -60,8 +60,6 @@ __all__ = [
     "revoke",
 ]
 
-_RANK = {level: rank for rank, level in enumerate(LEVELS)}
-
 
 def _unknown_level(level: str) -> GitgwError:
     return GitgwError(f"unknown level {level!r}", f"levels, lowest to highest: {', '.join(LEVELS)}")
@@ -69,7 +67,7 @@ def _unknown_level(level: str) -> GitgwError:
 
 def require_level(level: str) -> str:
     """`level` if it is a trust level; a clear error otherwise."""
-    if level not in _RANK:
+    if level not in LEVEL_RANK:
         raise _unknown_level(level)
     return level
 
@@ -213,7 +211,7 @@ class ConsentLedger:
         return decision
 
     def _decide(self, subject: str, level: str) -> Decision:
-        rank = _RANK.get(level)
+        rank = LEVEL_RANK.get(level)
         if rank is None:
             raise _unknown_level(level)
         folded = self._folded
@@ -231,7 +229,7 @@ class ConsentLedger:
             later = [g for g, r in timeline.ignored.items() if r == entry.id]
             return Decision(subject, level, False, entry, "revoked", later[-1] if later else "")
         assert entry.level is not None
-        if rank > _RANK[entry.level]:
+        if rank > LEVEL_RANK[entry.level]:
             return Decision(subject, level, False, entry, "narrower")
         return Decision(subject, level, True, entry, "allowed")
 

@@ -22,12 +22,10 @@ from gitgw.concepts.consent import ConsentLedger
 from gitgw.concepts.context import compare_context
 from gitgw.concepts.receipts import locate, not_found
 from gitgw.errors import GitgwError, InvalidRecord
-from gitgw.records import LEVELS, Receipt, parse_file
+from gitgw.records import LEVEL_RANK, Receipt, parse_file
 from gitgw.state import StateRepo, changes_of, commits_oldest_first
 
 __all__ = ["ReceiptCheck", "consent_problems", "path_changes", "verify_receipt"]
-
-_RANK = {level: rank for rank, level in enumerate(LEVELS)}
 
 
 @dataclass
@@ -87,7 +85,7 @@ def consent_problems(ledger: ConsentLedger, receipt: Receipt) -> tuple[list[str]
             )
         elif entry.action != "grant" or entry.level is None:
             problems.append(f"cites {entry.describe()}, which is not a grant")
-        elif _RANK[receipt.level] > _RANK[entry.level]:
+        elif LEVEL_RANK[receipt.level] > LEVEL_RANK[entry.level]:
             problems.append(
                 f"cites {entry.describe()}, which does not cover the receipt's level "
                 f"{receipt.level}"

@@ -26,7 +26,7 @@ from gitgw._canonical import canonical_json
 from gitgw.concepts.index import Index, IndexSpec
 from gitgw.concepts.store import Store
 from gitgw.errors import GitgwError
-from gitgw.records import LEVELS, Receipt, parse_file
+from gitgw.records import LEVEL_RANK, LEVELS, Receipt, parse_file
 from gitgw.state import BatchWriter, StateRepo
 
 __all__ = [
@@ -39,8 +39,6 @@ __all__ = [
     "query",
     "to_millis",
 ]
-
-_RANK = {level: rank for rank, level in enumerate(LEVELS)}
 
 
 def to_millis(moment: datetime) -> int:
@@ -93,7 +91,7 @@ def _row(path: str, number: int, line: str) -> tuple[Any, ...] | None:
         return None
     try:
         created = _millis(str(data.get("created")))
-        level = _RANK[data.get("level", "")]
+        level = LEVEL_RANK[data.get("level", "")]
     except (ValueError, KeyError):
         return None
     digest = data.pop("digest", None)
@@ -239,7 +237,7 @@ def _where(
         params.append(provider)
     if min_level is not None:
         clauses.append("level >= ?")
-        params.append(_RANK[min_level])
+        params.append(LEVEL_RANK[min_level])
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 

@@ -6,7 +6,7 @@ generated from them (`gitgw schemas export`).
 
 from __future__ import annotations
 
-from gitgw.records.base import LEVELS, AddOnlyRecord, Level, Record, level_rank
+from gitgw.records.base import LEVEL_RANK, LEVELS, AddOnlyRecord, Level, Record, level_rank
 from gitgw.records.config import GatewayConfig
 from gitgw.records.conflict import Conflict
 from gitgw.records.consent import ConsentEntry
@@ -31,6 +31,7 @@ from gitgw.records.workflow import Workflow
 __all__ = [
     "KINDS",
     "LEVELS",
+    "LEVEL_RANK",
     "AddOnlyRecord",
     "Conflict",
     "ConsentEntry",

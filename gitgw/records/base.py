@@ -12,6 +12,7 @@ from gitgw._clock import is_ulid
 
 __all__ = [
     "LEVELS",
+    "LEVEL_RANK",
     "AddOnlyRecord",
     "Digest",
     "Level",
@@ -26,9 +27,12 @@ LEVELS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
 Level = Literal["public", "internal", "confidential", "restricted"]
 
 
+LEVEL_RANK: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
+
+
 def level_rank(level: str) -> int:
     """The position of `level` from lowest (public, 0) to highest (restricted, 3)."""
-    return LEVELS.index(level)
+    return LEVEL_RANK[level]
 
 
 def _check_ulid(value: str) -> str:
