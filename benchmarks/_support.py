@@ -9,19 +9,24 @@ gitgw's checks); `verify` proves it on every fixture it walks.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import random
 import re
+import shutil
 import statistics
 import struct
 import subprocess
+import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gitgw._canonical import canonical_json
 from gitgw._yaml import dump_document, dump_record, load_record
@@ -36,6 +41,8 @@ from gitgw.records import (
 )
 from gitgw.records.receipt import ContextPart, Route, Usage
 from gitgw.records.run import RunPart
+
+S = TypeVar("S")  # a benchmark's sizes
 
 IDENTITY = "gitgw-bench <bench@example.invalid>"
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
@@ -554,3 +561,53 @@ def probe_disk(directory: Path, count: int = 40) -> tuple[float, float]:
         entry.unlink()
     probe.rmdir()
     return median(creates), median(syncs)
+
+
+@dataclass
+class Table:
+    """A benchmark's summary: one row per figure, printed as it is measured."""
+
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    failed: int = 0
+
+    def add(self, figure: str, value: str, target: str = "-", ok: bool | None = None) -> None:
+        verdict = "-" if ok is None else "PASS" if ok else "FAIL"
+        self.failed += ok is False
+        self.rows.append((figure, value, target, verdict))
+        print(f"  {figure}: {value}  (target {target}: {verdict})", flush=True)
+
+
+def run_suite(
+    name: str,
+    steps: Sequence[Callable[[Path, S, Table], None]],
+    quick: S,
+    full: S,
+    argv: list[str] | None = None,
+) -> int:
+    """Parse --quick/--dir/--keep, run `steps` in a fresh isolated directory, print the
+    summary table; exit code 1 when a target is missed."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.bench_{name}")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
+    parser.add_argument("--dir", type=Path, help="where to build (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the built repositories")
+    args = parser.parse_args(argv)
+    sizes = quick if args.quick else full
+    root = Path(args.dir or tempfile.mkdtemp(prefix=f"gitgw-bench-{name}-"))
+    root.mkdir(parents=True, exist_ok=True)
+    isolate_environment(root / "home")
+    table = Table()
+    started = time.perf_counter()
+    try:
+        for step in steps:
+            step(root, sizes, table)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print(
+        f"\n{name} ({'quick' if args.quick else 'full'}, "
+        f"{time.perf_counter() - started:.0f} s; python {sys.version.split()[0]})\n"
+    )
+    widths = [max(len(row[i]) for row in table.rows) for i in range(4)]
+    for row in [("figure", "value", "target", "verdict"), *table.rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return 1 if table.failed else 0

@@ -17,17 +17,14 @@ fetch, merge and push. With --quick, the branch and the exchange are a tenth the
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,10 +34,11 @@ from pathlib import Path
 
 from benchmarks._support import (
     PackedBranch,
+    Table,
     config_files,
     init_repo,
-    isolate_environment,
     median,
+    run_suite,
 )
 from gitgw._clock import Clock
 from gitgw.cli import main as cli_main
@@ -77,18 +75,6 @@ class Sizes:
 
 FULL = Sizes(records=10_000, exchanged=1_000, repeats=15)
 QUICK = Sizes(records=1_000, exchanged=100, repeats=7)
-
-
-@dataclass
-class Table:
-    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
-    failed: bool = False
-
-    def add(self, figure: str, value: str, target: str = "-", ok: bool | None = None) -> None:
-        verdict = "-" if ok is None else "PASS" if ok else "FAIL"
-        self.failed |= ok is False
-        self.rows.append((figure, value, target, verdict))
-        print(f"  {figure}: {value}  (target {target}: {verdict})", flush=True)
 
 
 def ms(seconds: float) -> str:
@@ -379,31 +365,7 @@ def bench_exchange(root: Path, sizes: Sizes, table: Table) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_handoffs")
-    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
-    parser.add_argument("--dir", type=Path, help="where to build (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the built repositories")
-    args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    root = Path(args.dir or tempfile.mkdtemp(prefix="gitgw-bench-handoffs-"))
-    root.mkdir(parents=True, exist_ok=True)
-    isolate_environment(root / "home")
-    table = Table()
-    started = time.perf_counter()
-    try:
-        bench_answers(root, sizes, table)
-        bench_exchange(root, sizes, table)
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-    print(
-        f"\nhandoffs and memory ({'quick' if args.quick else 'full'}, "
-        f"{time.perf_counter() - started:.0f} s; python {sys.version.split()[0]})\n"
-    )
-    widths = [max(len(row[i]) for row in table.rows) for i in range(4)]
-    for row in [("figure", "value", "target", "verdict"), *table.rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    return 1 if table.failed else 0
+    return run_suite("handoffs", [bench_answers, bench_exchange], QUICK, FULL, argv)
 
 
 if __name__ == "__main__":

@@ -20,24 +20,20 @@ large branches are built with `git fast-import` in one commit (a million receipt
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import random
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
-from benchmarks._support import git, init_repo, isolate_environment, median
+from benchmarks._support import Table, git, init_repo, median, run_suite
 from gitgw._canonical import compute_digest, format_time
 from gitgw._clock import Clock
 from gitgw._yaml import dump_record
@@ -82,20 +78,6 @@ FULL = Sizes(
 QUICK = Sizes(
     consent=10_000, subjects=200, receipt_files=100, receipts_per_file=1_000, records=2_000
 )
-
-
-@dataclass
-class Table:
-    """The summary: one row per figure."""
-
-    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
-    failed: int = 0
-
-    def add(self, figure: str, value: str, target: str = "-", ok: bool | None = None) -> None:
-        verdict = "-" if ok is None else "PASS" if ok else "FAIL"
-        self.failed += ok is False
-        self.rows.append((figure, value, target, verdict))
-        print(f"  {figure}: {value}  (target {target}: {verdict})", flush=True)
 
 
 def timed(action: Callable[[], Any]) -> tuple[float, Any]:
@@ -478,32 +460,7 @@ def bench_million(root: Path, sizes: Sizes, table: Table) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_ledgers")
-    parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
-    parser.add_argument("--dir", type=Path, help="where to build (default: a temp dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the built repositories")
-    args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
-    root = Path(args.dir or tempfile.mkdtemp(prefix="gitgw-bench-ledgers-"))
-    root.mkdir(parents=True, exist_ok=True)
-    isolate_environment(root / "home")
-    table = Table()
-    started = time.perf_counter()
-    try:
-        bench_consent(root, sizes, table)
-        bench_record(root, sizes, table)
-        bench_million(root, sizes, table)
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-    print(
-        f"\nledgers ({'quick' if args.quick else 'full'}, {time.perf_counter() - started:.0f} s;"
-        f" python {sys.version.split()[0]})\n"
-    )
-    widths = [max(len(row[i]) for row in table.rows) for i in range(4)]
-    for row in [("figure", "value", "target", "verdict"), *table.rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    return 1 if table.failed else 0
+    return run_suite("ledgers", [bench_consent, bench_record, bench_million], QUICK, FULL, argv)
 
 
 if __name__ == "__main__":
