@@ -10,11 +10,14 @@ gitgw's checks); `verify` proves it on every fixture it walks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import random
 import re
 import shutil
+import signal
+import socket
 import statistics
 import struct
 import subprocess
@@ -22,7 +25,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -611,3 +614,32 @@ def run_suite(
     for row in [("figure", "value", "target", "verdict"), *table.rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     return 1 if table.failed else 0
+
+
+@contextlib.contextmanager
+def git_daemon(root: Path) -> Iterator[str]:
+    """`git daemon` on a free loopback port serving `root`, with pushes enabled."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", f"--base-path={root}", "--export-all",
+         "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("git daemon did not start") from None
+                time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)

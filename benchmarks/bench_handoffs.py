@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +33,7 @@ from benchmarks._support import (
     PackedBranch,
     Table,
     config_files,
+    git_daemon,
     init_repo,
     median,
     run_suite,
@@ -208,35 +206,6 @@ def bench_answers(root: Path, sizes: Sizes, table: Table) -> None:
 
 
 # -- two clones through a real Git server ---------------------------------------------------
-
-
-@contextlib.contextmanager
-def git_daemon(root: Path) -> Iterator[str]:
-    """`git daemon` on a free loopback port serving `root`, with pushes enabled."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", f"--base-path={root}", "--export-all",
-         "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("git daemon did not start") from None
-                time.sleep(0.05)
-        yield f"git://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
 
 
 @dataclass

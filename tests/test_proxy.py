@@ -406,12 +406,16 @@ def test_the_demo_serves_the_example_and_names_the_model_that_is_down(tmp_path: 
     try:
         assert demo.stdout is not None
         lines = []
-        while not any("serving http" in line for line in lines):
+        while not any(line.startswith("try:   curl -s ") for line in lines):
             line = demo.stdout.readline()
             assert line, f"the demo ended early: {''.join(lines)}"
             lines.append(line)
-        base = re.search(r"serving (http://\S+)", lines[-1]).group(1)  # type: ignore[union-attr]
-        assert any(line.startswith("try:   curl -s ") for line in [*lines, demo.stdout.readline()])
+        text = "".join(lines)
+        base = re.search(r"serving (http://\S+)", text).group(1)  # type: ignore[union-attr]
+        # The demo runs `gitgw start`: the watcher follows the branch, with the example's
+        # workflow in force.
+        assert "watching: branch gitgw" in text
+        assert "workflows: review-handoffs" in text
         status, headers, body = _post(base, {"model": "local", "messages": HELLO})
         assert status == 503
         message = json.loads(body)["error"]["message"]

@@ -116,6 +116,8 @@ _COMMANDS = {
     "proxy": "proxy",
     "route": "route",
     "mode": "mode",
+    "workflows": "workflows",
+    "start": "start",
 }
 
 

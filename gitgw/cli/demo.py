@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from gitgw.cli._output import echo, table, when
-from gitgw.cli.proxy import run_proxy
+from gitgw.cli.start import start_daemon
 from gitgw.proxy import ProxySettings
 from gitgw.services.gateway import Gateway
 from gitgw.services.init import init_state
@@ -34,17 +34,16 @@ def _free(port: int) -> int:
 @click.argument(
     "directory", type=click.Path(file_okay=False, path_type=Path), default=".gitgw-demo"
 )
-@click.option(
-    "--no-serve", is_flag=True, help="Stop after verifying; do not start the proxy (for CI)."
-)
+@click.option("--no-serve", is_flag=True, help="Stop after verifying; do not start gitgw (for CI).")
 def command(directory: Path, no_serve: bool) -> None:
-    """Create a state repository from the example state, verify it, and serve the proxy.
+    """Create a state repository from the example state, verify it, and start gitgw.
 
     DIRECTORY (default: .gitgw-demo) is replaced on each run, so the demo always starts
-    from the example. Then the proxy serves the example configuration on 127.0.0.1
-    (its configured port, or a free one) until Ctrl-C. No model is needed: with no
-    local model running, a request gets a clear error naming the model that is down,
-    and leaves a receipt all the same (`gitgw --repo DIRECTORY receipts list`).
+    from the example. Then `gitgw start` runs on it on 127.0.0.1 (the configured port,
+    or a free one) until Ctrl-C: the proxy, and the watcher that fires the example's
+    workflow when a handoff is submitted and answers request files. No model is needed:
+    with no local model running, a request gets a clear error naming the model that is
+    down, and leaves a receipt all the same (`gitgw --repo DIRECTORY receipts list`).
     """
     if directory.exists():
         shutil.rmtree(directory)
@@ -67,7 +66,7 @@ def command(directory: Path, no_serve: bool) -> None:
     gateway = Gateway.open(directory, "gitgw")
     try:
         port = _free(gateway.config.proxy.port)
-        run_proxy(gateway, DEMO_HOST, port, ProxySettings(), example_model="local")
+        start_daemon(gateway, DEMO_HOST, port, ProxySettings())
     finally:
         gateway.close()
     echo(f"receipts: gitgw --repo {directory} receipts list")

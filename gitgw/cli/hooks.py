@@ -1,14 +1,18 @@
-"""`gitgw hooks`: the same checks on a person's commit and on a push as on gitgw's writes."""
+"""`gitgw hooks`: the same checks on a person's commit and on a push as on gitgw's writes,
+and the Gitea webhook that tells gitgw about pushes."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from gitgw.cli._output import echo, err
-from gitgw.cli._repo import settings
+from gitgw.cli._repo import open_repo, settings
+from gitgw.errors import GitgwError
 from gitgw.services import hooks
 
 
@@ -19,7 +23,8 @@ def command() -> None:
     gitgw's own writes run them in process. For commits made by people in a clone of
     the state branch, the pre-commit framework runs them (this project publishes
     gitgw-validate, gitgw-append-only and gitgw-secrets in .pre-commit-hooks.yaml). For
-    pushes, a server-side pre-receive hook runs them.
+    pushes, a server-side pre-receive hook runs them. For a Gitea server, gitea-setup
+    sets up the webhook that tells gitgw about pushes.
 
     \b
     In a clone of the state branch, .pre-commit-config.yaml:
@@ -98,3 +103,111 @@ def install(repo: Path, server: bool, force: bool) -> None:
         )
     target = hooks.install_server_hook(repo, settings().branch, force)
     echo(f"installed {target} (guards branch {settings().branch!r})")
+
+
+SECRET_ENV_EXAMPLE = "GITEA_WEBHOOK_SECRET"
+
+
+@command.command("gitea-setup")
+@click.option(
+    "--url",
+    "url",
+    required=True,
+    metavar="URL",
+    help="gitgw's address as the Gitea server reaches it, e.g. http://gitgw.internal:8741 "
+    "(/hooks/gitea is added to a bare address).",
+)
+@click.option(
+    "--repo",
+    "gitea_repo",
+    required=True,
+    metavar="OWNER/NAME",
+    help="The Gitea repository whose pushes gitgw should hear about.",
+)
+@click.option(
+    "--branch-filter",
+    metavar="GLOB",
+    help="Deliver pushes to matching branches only (Gitea's branch filter, e.g. 'main').",
+)
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create the webhook through Gitea's API (needs gitea.url and gitea.token_env).",
+)
+def gitea_setup(url: str, gitea_repo: str, branch_filter: str | None, create: bool) -> None:
+    """Set up the Gitea webhook that tells gitgw about pushes (POST /hooks/gitea).
+
+    Without --create, prints the JSON that creates the webhook (POST
+    /api/v1/repos/OWNER/NAME/hooks) and how to set its secret; the secret is shown as a
+    placeholder naming its variable, never its value. With --create, gitgw creates the
+    webhook itself, with the API token from the variable gitea.token_env names and the
+    secret from the variable gitea.webhook_secret_env names, and prints the hook's id.
+
+    Gitea signs every delivery with the secret (X-Gitea-Signature); gitgw answers 401 to
+    a delivery it cannot verify, and 404 while the secret variable is not set where it
+    runs. Note that --repo here is the Gitea repository; gitgw's own --repo (before
+    `hooks`) still chooses the local repository whose gitgw.yaml is read.
+
+    \b
+    In gitgw.yaml:
+      gitea:
+        url: http://gitea.internal:3000
+        token_env: GITEA_TOKEN
+        webhook_secret_env: GITEA_WEBHOOK_SECRET
+    Then:
+      export GITEA_WEBHOOK_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')
+      gitgw hooks gitea-setup --url http://gitgw.internal:8741 --repo team/state --create
+    """
+    from gitgw.concepts.store import Store
+    from gitgw.services import gitea  # httpx is loaded only for this command
+
+    hook_url = gitea.hook_url_of(url)
+    with open_repo() as repo:
+        config = Store(repo).config().gitea
+    secret_env = config.webhook_secret_env
+    if not create:
+        body = gitea.webhook_config(
+            hook_url, secret_env=secret_env or SECRET_ENV_EXAMPLE, branch_filter=branch_filter
+        )
+        echo(f"The webhook for {gitea_repo}: POST /api/v1/repos/{gitea_repo}/hooks with")
+        echo(json.dumps(body, indent=2))
+        echo()
+        _explain_secret(secret_env)
+        echo()
+        echo("Or let gitgw create it: add --create (needs gitea.url and gitea.token_env).")
+        return
+    if not secret_env:
+        raise GitgwError(
+            "gitea.webhook_secret_env is not set in gitgw.yaml",
+            f"add `webhook_secret_env: {SECRET_ENV_EXAMPLE}` under gitea: and set that "
+            "variable to a long random secret",
+        )
+    secret = os.environ.get(secret_env)
+    if not secret:
+        raise GitgwError(
+            f"the variable {secret_env} (gitea.webhook_secret_env) is not set",
+            f"export {secret_env}=$(python -c 'import secrets; print(secrets.token_hex(32))') "
+            "here and where gitgw runs",
+        )
+    with gitea.client_from_config(config) as client:
+        hook_id = client.create_webhook(gitea_repo, hook_url, secret, branch_filter=branch_filter)
+    echo(f"created webhook {hook_id} on {gitea_repo}: push events go to {hook_url}")
+    echo(f"gitgw verifies them with the secret in ${secret_env}; keep it set where gitgw runs.")
+
+
+def _explain_secret(secret_env: str | None) -> None:
+    if secret_env:
+        echo(
+            f"The secret is the value of ${secret_env} (gitea.webhook_secret_env): put the "
+            "same value in the webhook's secret field, and keep the variable set where "
+            "gitgw runs. To make one:"
+        )
+        echo(f"  export {secret_env}=$(python -c 'import secrets; print(secrets.token_hex(32))')")
+        return
+    echo(
+        "gitgw.yaml names no secret variable yet, so POST /hooks/gitea answers 404. Add "
+        f"`webhook_secret_env: {SECRET_ENV_EXAMPLE}` under `gitea:` in gitgw.yaml, then:"
+    )
+    echo(
+        f"  export {SECRET_ENV_EXAMPLE}=$(python -c 'import secrets; print(secrets.token_hex(32))')"
+    )

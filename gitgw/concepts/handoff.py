@@ -173,9 +173,10 @@ def handoff_path(handoff_id: str) -> str:
     return kind_named("handoff").path(id=handoff_id)
 
 
-def read(store: Store, handoff_id: str) -> HandoffView:
-    """The handoff `handoff_id` with its events; a clear error if there is none."""
-    data = store.repo.read(handoff_path(handoff_id)) if is_ulid(handoff_id) else None
+def read(store: Store, handoff_id: str, commit: str | None = None) -> HandoffView:
+    """The handoff `handoff_id` with its events (at the head, or as of `commit`); a clear
+    error if there is none."""
+    data = store.repo.read(handoff_path(handoff_id), commit) if is_ulid(handoff_id) else None
     if data is None:
         raise HandoffError(
             f"no handoff {handoff_id} on the state branch",
@@ -185,7 +186,7 @@ def read(store: Store, handoff_id: str) -> HandoffView:
     handoff = parsed.records[0]
     assert isinstance(handoff, Handoff)
     events = []
-    for path, blob in store.repo.walk(f"handoffs/{handoff_id}/events"):
+    for path, blob in store.repo.walk(f"handoffs/{handoff_id}/events", commit):
         record = parse_file(path, store.repo.blob(blob)).records[0]
         assert isinstance(record, HandoffEvent)
         events.append(record)

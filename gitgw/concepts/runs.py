@@ -259,6 +259,24 @@ class RunLedger:
         error: str | None = None,
     ) -> Run:
         """Record how a started run ended (`succeeded`, `failed` or `interrupted`)."""
+        run = self.ended(
+            started, status, outputs=outputs, receipts=receipts, steps=steps, error=error
+        )
+        self.record(run)
+        return run
+
+    def ended(
+        self,
+        started: Run,
+        status: str,
+        *,
+        outputs: Sequence[RunPart] = (),
+        receipts: Sequence[str] = (),
+        steps: Sequence[RunStep] = (),
+        error: str | None = None,
+    ) -> Run:
+        """The record of how a started run ended, not yet written (to commit it together
+        with what the run produced)."""
         if status not in ("succeeded", "failed", "interrupted"):
             raise GitgwError(f"a run ends as succeeded, failed or interrupted, not {status!r}")
         now = self.clock.now()
@@ -280,5 +298,4 @@ class RunLedger:
                 "error": error,
             }
         )
-        self.record(run)
         return run

@@ -38,12 +38,31 @@ class Unreadable:
     reason: str
 
 
+# Ends the message of every commit gitgw's batching writer makes (receipt batches): the
+# daemon fires no workflows on what gitgw wrote by itself.
+WRITER_TRAILER = "Gitgw-Writer: receipts"
+
+
 class Store:
     """Records on one repository's state branch."""
 
-    def __init__(self, repo: StateRepo, clock: Clock | None = None) -> None:
+    def __init__(
+        self, repo: StateRepo, clock: Clock | None = None, *, trailer: str | None = None
+    ) -> None:
         self.repo = repo
         self.clock = clock or default_clock()
+        self.trailer = trailer
+
+    def signed(self, trailer: str) -> Store:
+        """The same store, ending every commit message with `trailer` (`Key: value`).
+
+        A workflow run writes through a store signed `Gitgw-Run: <id>`, so the daemon
+        knows the commits a run wrote and never fires workflows on them.
+        """
+        return Store(self.repo, self.clock, trailer=trailer)
+
+    def _message(self, message: str) -> str:
+        return message if self.trailer is None else f"{message}\n\n{self.trailer}"
 
     # -- reading -------------------------------------------------------------------------
 
@@ -89,20 +108,20 @@ class Store:
             path, data = render(record, body)
             check_file(path, data)
             files[path] = data
-        return self.repo.commit(files, message, add_only=is_add_only)
+        return self.repo.commit(files, self._message(message), add_only=is_add_only)
 
     def put(self, path: str, data: bytes, message: str) -> str:
         """Replace (or create) a mutable file such as `gitgw.yaml`."""
         if is_add_only(path):
             raise InvalidRecord(path, "is an add-only record and cannot be replaced")
         check_file(path, data)
-        return self.repo.commit({path: data}, message)
+        return self.repo.commit({path: data}, self._message(message))
 
     def commit_files(self, files: Mapping[str, bytes], message: str) -> str:
         """Commit ready-made files after checking each one (used by `init` and imports)."""
         for path, data in files.items():
             check_file(path, data)
-        return self.repo.commit(files, message, add_only=is_add_only)
+        return self.repo.commit(files, self._message(message), add_only=is_add_only)
 
     def create_branch(self, files: Mapping[str, bytes], message: str) -> str:
         """Create the state branch with `files`; fails if it appeared meanwhile."""
@@ -118,7 +137,12 @@ class Store:
             path, data = render_batch(batch, self.clock.new_id())
             return {path: data}
 
-        return BatchWriter(self.repo, streams={"receipts": receipts}, add_only=is_add_only)
+        return BatchWriter(
+            self.repo,
+            streams={"receipts": receipts},
+            add_only=is_add_only,
+            message=lambda n: f"gitgw: add {n} record(s)\n\n{WRITER_TRAILER}",
+        )
 
 
 def _kind_name(path: str) -> str | None:
@@ -126,4 +150,4 @@ def _kind_name(path: str) -> str | None:
     return None if found is None else found[0].name
 
 
-__all__ += ["CONFIG_PATH"]
+__all__ += ["CONFIG_PATH", "WRITER_TRAILER"]

@@ -19,11 +19,22 @@ import aiohttp
 from aiohttp import web
 
 from gitgw.proxy import handlers
+from gitgw.proxy import webhooks as gitea_webhooks
 from gitgw.proxy.errors import error_middleware
-from gitgw.proxy.keys import GATEWAY, METRICS, POOL, SESSION, SETTINGS, ProxySettings
+from gitgw.proxy.keys import (
+    DELIVERIES,
+    GATEWAY,
+    METRICS,
+    POOL,
+    SESSION,
+    SETTINGS,
+    WEBHOOKS,
+    ProxySettings,
+)
 from gitgw.proxy.metrics import Metrics
 from gitgw.proxy.pool import HttpPool
 from gitgw.services.gateway import Gateway
+from gitgw.services.gitea import DeliveryLog, WebhookSink
 
 __all__ = ["ProxySettings", "create_app"]
 
@@ -56,8 +67,13 @@ def create_app(
     settings: ProxySettings | None = None,
     *,
     session: SessionFactory = default_session,
+    webhooks: WebhookSink | None = None,
 ) -> web.Application:
-    """The proxy application over `gateway` (the caller closes the gateway afterwards)."""
+    """The proxy application over `gateway` (the caller closes the gateway afterwards).
+
+    With `webhooks`, it also serves `POST /hooks/gitea` and hands accepted push events to
+    it (see `gitgw.proxy.webhooks`).
+    """
     app = web.Application(middlewares=[error_middleware])
     app[GATEWAY] = gateway
     app[METRICS] = Metrics()
@@ -70,6 +86,10 @@ def create_app(
     app.router.add_get("/health/live", handlers.live)
     app.router.add_get("/health/ready", handlers.ready)
     app.router.add_get("/metrics", handlers.metrics)
+    if webhooks is not None:
+        app[WEBHOOKS] = webhooks
+        app[DELIVERIES] = DeliveryLog.for_repo(gateway.repo)
+        app.router.add_post("/hooks/gitea", gitea_webhooks.gitea)
     return app
 
 

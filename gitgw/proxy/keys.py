@@ -9,8 +9,18 @@ from aiohttp import ClientSession, web
 from gitgw.proxy.metrics import Metrics
 from gitgw.proxy.pool import HttpPool
 from gitgw.services.gateway import Gateway
+from gitgw.services.gitea import DeliveryLog, WebhookSink
 
-__all__ = ["GATEWAY", "METRICS", "POOL", "SESSION", "SETTINGS", "ProxySettings"]
+__all__ = [
+    "DELIVERIES",
+    "GATEWAY",
+    "METRICS",
+    "POOL",
+    "SESSION",
+    "SETTINGS",
+    "WEBHOOKS",
+    "ProxySettings",
+]
 
 
 @dataclass(frozen=True)
@@ -27,3 +37,5 @@ METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", ProxySettings)
 SESSION = web.AppKey("session", ClientSession)  # upstreams over HTTPS
 POOL = web.AppKey("pool", HttpPool)  # upstreams over plain HTTP
+WEBHOOKS: web.AppKey[WebhookSink] = web.AppKey("webhooks")  # takes Gitea push events
+DELIVERIES = web.AppKey("deliveries", DeliveryLog)  # Gitea delivery ids already taken

@@ -12,7 +12,9 @@ __all__ = [
     "AliasConfig",
     "Candidate",
     "ClientConfig",
+    "DaemonConfig",
     "GatewayConfig",
+    "GiteaConfig",
     "ProviderConfig",
     "ProxyConfig",
     "SyncConfig",
@@ -104,6 +106,46 @@ class SyncConfig(_Strict):
     remote: str = "origin"
 
 
+class GiteaConfig(_Strict):
+    """The Gitea server gitgw works with: webhooks in, commit statuses and hooks out."""
+
+    url: str | None = Field(
+        default=None, description="The server's base URL, e.g. `http://gitea.internal:3000`."
+    )
+    token_env: str | None = Field(
+        default=None,
+        description="Environment variable holding an API token (commit statuses, creating "
+        "webhooks); never the token itself.",
+    )
+    webhook_secret_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the webhook secret. `POST /hooks/gitea` "
+        "is disabled unless this names a variable that is set.",
+    )
+    state_repo: str | None = Field(
+        default=None,
+        pattern=r"^[^/\s]+/[^/\s]+$",
+        description="`owner/name` of the Gitea repository this state branch syncs with: "
+        "its push events fetch and sync the branch.",
+    )
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+
+
+class DaemonConfig(_Strict):
+    """How `gitgw start` works while nobody types."""
+
+    sync_interval_s: float | None = Field(
+        default=None, gt=0, description="Sync with the remote this often; off by default."
+    )
+    max_parallel_runs: int = Field(default=4, ge=1, le=64)
+    step_timeout_s: float = Field(
+        default=600.0, gt=0, description="A step's time limit when it sets no timeout_s."
+    )
+    webhook_queue: int = Field(
+        default=256, ge=1, description="Webhook deliveries waiting at most; 503 beyond."
+    )
+
+
 class GatewayConfig(Record):
     """The whole of `gitgw.yaml`."""
 
@@ -114,6 +156,8 @@ class GatewayConfig(Record):
     clients: dict[str, ClientConfig] = Field(default_factory=dict)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    gitea: GiteaConfig = Field(default_factory=GiteaConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
 
     @model_validator(mode="after")
     def _routes_are_sound(self) -> GatewayConfig:

@@ -177,12 +177,17 @@ def check_incoming(repo: StateRepo, known: Iterable[str], incoming: str) -> list
     seen: set[str] = set()
     for head in known:
         seen |= set(commits_oldest_first(repo, head))
-    report = Report(head=incoming)
+    return check_commits(repo, [c for c in commits_oldest_first(repo, incoming) if c not in seen])
+
+
+def check_commits(repo: StateRepo, commits: Iterable[str]) -> list[Problem]:
+    """The problems `commits` (oldest first) bring, judged as the hooks judge a push:
+    invalid or unknown files, secrets, add-only records modified or deleted."""
+    report = Report(head="")
     checker = _Checker(repo, report, _Proven(repo, secrets=True, enabled=False), secrets=True)
-    for commit in commits_oldest_first(repo, incoming):
-        if commit not in seen:
-            for change in changes_of(repo, commit):
-                checker.change(commit, change.path, change.old, change.new)
+    for commit in commits:
+        for change in changes_of(repo, commit):
+            checker.change(commit, change.path, change.old, change.new)
     return report.problems
 
 

@@ -13,7 +13,7 @@ from dulwich.objects import Commit
 
 from gitgw.state.repo import StateRepo
 
-__all__ = ["Change", "changes_of", "commits_oldest_first"]
+__all__ = ["Change", "changes_of", "commits_oldest_first", "commits_since"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,33 @@ def commits_oldest_first(repo: StateRepo, head: str) -> list[str]:
             if not state.get(parent):
                 stack.append((parent, False))
     return [sha.decode("ascii") for sha in order]
+
+
+def commits_since(repo: StateRepo, head: str, known: set[str]) -> list[str]:
+    """The commits reachable from `head` that are not in `known`, each after its parents.
+
+    `known` must be closed under ancestry (every parent of a known commit is known), as
+    the set of commits a follower has handled is; the walk stops at them.
+    """
+    order: list[str] = []
+    done: set[str] = set()
+    stack: list[tuple[str, bool]] = [(head, False)]
+    while stack:
+        sha, expanded = stack.pop()
+        if expanded:
+            order.append(sha)
+            continue
+        if sha in done or sha in known:
+            continue
+        done.add(sha)
+        stack.append((sha, True))
+        commit = repo.trees.get(sha.encode("ascii"))
+        assert isinstance(commit, Commit)
+        for parent in reversed(commit.parents):
+            name = parent.decode("ascii")
+            if name not in done and name not in known:
+                stack.append((name, False))
+    return order
 
 
 def changes_of(repo: StateRepo, commit_id: str) -> Iterator[Change]:

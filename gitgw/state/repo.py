@@ -129,6 +129,11 @@ class StateRepo:
         return Path(self._repo.controldir())
 
     @property
+    def common_dir(self) -> Path:
+        """The directory holding refs and objects (shared by every linked work tree)."""
+        return Path(self._repo.commondir())
+
+    @property
     def gitgw_dir(self) -> Path:
         """Where gitgw keeps derived, rebuildable data: `<git dir>/gitgw`."""
         return Path(self._repo.commondir()) / "gitgw"
@@ -237,6 +242,10 @@ class StateRepo:
         """How many commits `ours` has that `theirs` lacks, and the other way round."""
         mine, other = self._ancestors(ours), self._ancestors(theirs)
         return len(mine - other), len(other - mine)
+
+    def ancestors(self, commit_id: str) -> set[str]:
+        """Every commit reachable from `commit_id`, itself included."""
+        return {sha.decode("ascii") for sha in self._ancestors(commit_id)}
 
     def _ancestors(self, commit_id: str) -> set[bytes]:
         seen: set[bytes] = set()

@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import os
 import stat
+import threading
 import time
 import zlib
 from collections.abc import Iterator, Mapping
@@ -99,6 +100,7 @@ class TreeStore:
         self._packs_read = -_PACKS_TTL
         # The last commits written here: the next commit starts from one of them.
         self._recent: dict[bytes, tuple[int, bytes]] = {}
+        self._pack_lock = threading.Lock()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -116,21 +118,25 @@ class TreeStore:
         # Anything unusual (an object elsewhere, a pack removed by a repack) goes through
         # the store, which finds it or raises as it always does.
         found = self._read_direct(sha) if len(sha) == 40 else None
-        return found if found is not None else self._store.get_raw(ObjectID(sha))
+        if found is not None:
+            return found
+        with self._pack_lock:
+            return self._store.get_raw(ObjectID(sha))
 
     def _read_direct(self, sha: bytes) -> tuple[int, bytes] | None:
         try:
             binary = RawObjectID(binascii.unhexlify(sha))
         except binascii.Error:
             return None
-        for pack in self._known_packs():
-            try:
-                return pack.get_raw(binary)
-            except KeyError:
-                continue
-            except (OSError, ValueError, PackFileDisappeared):
-                self._packs_read = -_PACKS_TTL
-                return None
+        with self._pack_lock:  # a pack is one file handle: seek-and-read is not shareable
+            for pack in self._known_packs():
+                try:
+                    return pack.get_raw(binary)
+                except KeyError:
+                    continue
+                except (OSError, ValueError, PackFileDisappeared):
+                    self._packs_read = -_PACKS_TTL
+                    return None
         return self._read_loose(sha)
 
     def _known_packs(self) -> list[Pack]:

@@ -1,0 +1,273 @@
+"""`gitgw start`: the proxy, the Gitea webhook endpoint and the watcher in one process.
+
+One event loop serves HTTP (the proxy's routes and `POST /hooks/gitea`, one aiohttp
+application). Work that touches Git runs off the loop:
+
+- the **engine thread** (`gitgw.services.engine.Engine`) handles, one at a time and in
+  order, what the loop and the watcher hand it: "the branch moved" (coalesced, from the
+  watcher on watchdog's thread), Gitea pushes (a bounded queue: the endpoint answers 503
+  when it is full), the minute ticks of schedules and periodic syncs;
+- **run workers** (`daemon.max_parallel_runs` threads) execute the jobs the engine
+  started, so a slow model call or command never holds up the branch.
+
+Stopping (SIGTERM, SIGINT) stops the watcher and the engine, gives running jobs a grace
+period, then stops the proxy, which flushes every queued receipt to the branch. A job
+still running after the grace period stays `started` on the branch and is closed as
+`interrupted` by the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+
+from gitgw.errors import GitgwError
+from gitgw.proxy import ProxySettings, create_app
+from gitgw.proxy.serve import SWITCH_INTERVAL_S, Serving, start
+from gitgw.services.engine import Engine, Job
+from gitgw.services.gateway import Gateway
+from gitgw.services.gitea import PushEvent
+from gitgw.services.sync import sync
+from gitgw.watcher import RefWatcher
+
+__all__ = ["Daemon", "run_forever"]
+
+log = logging.getLogger("gitgw.daemon")
+
+GRACE_S = 10.0  # how long a stop waits for running jobs
+
+
+class _Workers:
+    """A fixed set of daemon threads running jobs from a queue (they never block exit)."""
+
+    def __init__(self, count: int) -> None:
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._busy = 0
+        self._lock = threading.Condition()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"gitgw-run-{n}", daemon=True)
+            for n in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            self._busy += 1
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:  # a job logs its own failures; this is the last resort
+                log.exception("a job failed")
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    self._lock.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until no job is queued or running; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(left)
+        return True
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+@dataclass
+class _Inbox:
+    """What the engine thread has to do, filled from other threads."""
+
+    limit: int
+    moved: bool = True  # catch up once at start
+    pushes: deque[PushEvent] = field(default_factory=deque)
+    ticks: deque[datetime] = field(default_factory=deque)
+    sync: bool = False
+    stop: bool = False
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+
+class Daemon:
+    """The daemon's parts, started and stopped together (see the module docs)."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        host: str,
+        port: int,
+        settings: ProxySettings | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        on_step: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.host, self.port = host, port
+        self.settings = settings or ProxySettings()
+        daemon = gateway.config.daemon
+        self.workers = _Workers(daemon.max_parallel_runs)
+        self.engine = Engine(
+            gateway, submit=self.workers.submit, transport=transport, on_step=on_step
+        )
+        self.inbox = _Inbox(limit=daemon.webhook_queue)
+        self.watcher = RefWatcher(gateway.repo.common_dir, gateway.repo.branch, self.wake)
+        self._thread = threading.Thread(target=self._engine_loop, name="gitgw-engine")
+        self._tasks: list[asyncio.Task[None]] = []
+        self.serving: Serving | None = None
+        self.handled = 0  # commits handled so far (for tests and metrics)
+
+    # -- what other threads call ------------------------------------------------------------
+
+    def wake(self) -> None:
+        """The branch may have moved: have the engine look (cheap, coalesced)."""
+        with self.inbox.cond:
+            self.inbox.moved = True
+            self.inbox.cond.notify()
+
+    def accept(self, event: PushEvent) -> bool:
+        """Take a Gitea push for the engine; False when the queue is full (503)."""
+        with self.inbox.cond:
+            if len(self.inbox.pushes) >= self.inbox.limit:
+                return False
+            self.inbox.pushes.append(event)
+            self.inbox.cond.notify()
+            return True
+
+    # -- the engine thread ----------------------------------------------------------------------
+
+    def _engine_loop(self) -> None:
+        inbox = self.inbox
+        while True:
+            with inbox.cond:
+                while not (inbox.stop or inbox.moved or inbox.pushes or inbox.ticks or inbox.sync):
+                    inbox.cond.wait()
+                if inbox.stop:
+                    return
+                moved, inbox.moved = inbox.moved, False
+                pushes = list(inbox.pushes)
+                inbox.pushes.clear()
+                ticks = list(inbox.ticks)
+                inbox.ticks.clear()
+                wants_sync, inbox.sync = inbox.sync, False
+            try:
+                self._work(moved, pushes, ticks, wants_sync)
+            except Exception:
+                log.exception("the engine failed on this round; it keeps following the branch")
+
+    def _work(
+        self, moved: bool, pushes: list[PushEvent], ticks: list[datetime], wants_sync: bool
+    ) -> None:
+        state_repo = self.gateway.config.gitea.state_repo
+        for push in pushes:
+            if state_repo is not None and push.repo == state_repo:
+                log.info("Gitea push %s to the state repository: syncing", push.delivery)
+                wants_sync = True
+            else:
+                fired = self.engine.gitea_push(push.as_context(), push.delivery)
+                log.info("Gitea push %s to %s (%s): %d workflow(s) fired", push.delivery,
+                         push.repo, push.branch, len(fired))  # fmt: skip
+        if wants_sync:
+            self._sync()
+            moved = True
+        if moved:
+            handled = self.engine.catch_up()
+            self.handled += handled.commits
+        for now in ticks:
+            self.engine.tick(now)
+
+    def _sync(self) -> None:
+        remote = self.gateway.config.sync.remote
+        try:
+            result = sync(self.gateway.repo, remote, self.gateway.clock)
+        except GitgwError as exc:
+            log.error("sync with %s failed: %s", remote, exc.message)
+            return
+        log.info("synced with %s: %s", remote, result.action)
+
+    # -- the event loop's side ------------------------------------------------------------------
+
+    async def start(self) -> Serving:
+        """Start every part; the proxy is listening when this returns."""
+        await asyncio.to_thread(self.engine.start)  # closes (and logs) interrupted runs
+        app = create_app(self.gateway, self.settings, webhooks=self)
+        self.serving = await start(self.gateway, self.host, self.port, self.settings, app=app)
+        self._thread.start()
+        self.watcher.start()
+        self.wake()  # anything that moved while the watcher was starting
+        self._tasks.append(asyncio.create_task(self._ticks(), name="gitgw-schedule"))
+        interval = self.gateway.config.daemon.sync_interval_s
+        if interval:
+            self._tasks.append(asyncio.create_task(self._syncs(interval), name="gitgw-sync"))
+        return self.serving
+
+    async def _ticks(self) -> None:
+        while True:
+            now = time.time()
+            await asyncio.sleep(60 - now % 60 + 0.05)
+            with self.inbox.cond:
+                self.inbox.ticks.append(datetime.now(UTC))
+                self.inbox.cond.notify()
+
+    async def _syncs(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            with self.inbox.cond:
+                self.inbox.sync = True
+                self.inbox.cond.notify()
+
+    async def stop(self) -> None:
+        """Stop every part; receipts are flushed, running jobs get a grace period."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.watcher.stop()
+        with self.inbox.cond:
+            self.inbox.stop = True
+            self.inbox.cond.notify()
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
+        if not await asyncio.to_thread(self.workers.drain, GRACE_S):
+            log.warning("jobs still running after %.0f s; they will be closed as interrupted "
+                        "by the next start", GRACE_S)  # fmt: skip
+        self.workers.stop()
+        if self.serving is not None:
+            await self.serving.stop()
+
+
+async def run_forever(daemon: Daemon, *, ready: Callable[[Serving], None] | None = None) -> None:
+    """Run `daemon` until SIGTERM or SIGINT, then stop it cleanly."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    serving = await daemon.start()
+    try:
+        if ready is not None:
+            ready(serving)
+        await stop.wait()
+    finally:
+        await daemon.stop()

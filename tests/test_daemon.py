@@ -1,0 +1,493 @@
+"""`gitgw start`: the watcher, the engine and the daemon, on real repositories.
+
+The state repository is a bare repository served by a real Git server on loopback
+(`git daemon`); clones push handoffs and request files into it, with gitgw or with plain
+git, and the daemon (in this process, or as a real `gitgw start` process) reacts. Model
+calls go to a fake upstream (an aiohttp app on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitgw.concepts import handoff as handoffs
+from gitgw.concepts.consent import grant
+from gitgw.concepts.runs import list_runs, show_run
+from gitgw.concepts.store import Store
+from gitgw.daemon import Daemon
+from gitgw.records import Request, Response, render
+from gitgw.services.gateway import Gateway
+from gitgw.services.gitea import PushEvent
+from gitgw.state import StateRepo
+from tests.conftest import git, run_cli
+from tests.fakeupstream import TEST_SETTINGS, BackgroundLoop, FakeUpstream, write_config
+from tests.gitservers import GitServer
+
+REVIEW = """\
+schema_version: 1
+description: Review each submitted handoff.
+on:
+  - handoff:
+      state: submitted
+steps:
+  - name: review
+    uses: complete
+    with:
+      model: local
+      prompt: "Review the handoff {{ handoff.title }}"
+  - name: comment
+    uses: handoff
+    with:
+      handoff: "{{ handoff.id }}"
+      kind: note
+      note: "{{ steps.review.output }}"
+"""
+
+SLOW = """\
+schema_version: 1
+on:
+  - handoff:
+      state: submitted
+steps:
+  - name: wait
+    uses: run
+    timeout_s: 60
+    with:
+      command: ["sleep", "30"]
+"""
+
+EVERYTHING = """\
+schema_version: 1
+on:
+  - path: "**"
+steps:
+  - name: note
+    uses: run
+    with:
+      command: ["true"]
+"""
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    loop = BackgroundLoop()
+    fake = FakeUpstream("local")
+    loop.run(fake.start())
+    yield fake
+    loop.run(fake.stop())
+    loop.close()
+
+
+@pytest.fixture
+def served(git_daemon: GitServer, upstream: FakeUpstream, tmp_path: Path) -> Path:
+    """A bare state repository on the Git server, configured for the fake upstream."""
+    path = git_daemon.path("state.git")
+    git("init", "--quiet", "--bare", str(path))
+    assert run_cli("init", str(path)).exit_code == 0
+    write_config(path, upstream.base_url, "http://127.0.0.1:9/v1")
+    with StateRepo.discover(path) as repo:
+        Store(repo).put("workflows/review.yaml", REVIEW.encode(), "add the review workflow")
+    return path
+
+
+def clone(server: GitServer, into: Path, bare: bool = True) -> Path:
+    git("clone", "--quiet", *(["--bare"] if bare else ["--branch", "gitgw"]),
+        server.url("state.git"), str(into))  # fmt: skip
+    return into
+
+
+def push(repo: Path) -> None:
+    git("push", "--quiet", "origin", "gitgw", cwd=repo)
+
+
+def pull(repo: Path) -> None:
+    git("fetch", "--quiet", "origin", "+gitgw:gitgw", cwd=repo)
+
+
+def new_handoff(repo: Path, title: str) -> str:
+    with StateRepo.discover(repo) as state:
+        made = handoffs.create(
+            Store(state), {"from": {"agent": "claude-code"}, "to": "codex", "title": title}, "Body."
+        )
+    return made.id
+
+
+class Running:
+    """A daemon served from a background event loop, with the steps it started."""
+
+    def __init__(self, path: Path) -> None:
+        self.loop = BackgroundLoop()
+        self.gateway = Gateway(StateRepo.discover(path))
+        self.steps: list[tuple[float, str, str]] = []
+        self.daemon = Daemon(
+            self.gateway, "127.0.0.1", 0, TEST_SETTINGS,
+            on_step=lambda run, step: self.steps.append((time.time(), run, step)),
+        )  # fmt: skip
+        self.serving = self.loop.run(self.daemon.start())
+
+    def stop(self) -> None:
+        self.loop.run(self.daemon.stop())
+        self.gateway.close()
+        self.loop.close()
+
+
+@pytest.fixture
+def running(served: Path) -> Iterator[Running]:
+    daemon = Running(served)
+    yield daemon
+    daemon.stop()
+
+
+def runs_of(path: Path, workflow: str | None = None) -> list[Any]:
+    with StateRepo.discover(path) as repo:
+        listing = list_runs(repo, limit=None)
+    return [r for r in listing.runs if workflow is None or r.workflow == workflow]
+
+
+def handoff_notes(path: Path, handoff_id: str) -> list[str]:
+    with StateRepo.discover(path) as repo:
+        view = handoffs.read(Store(repo), handoff_id)
+    return [event.note or "" for event in view.events if event.kind == "note"]
+
+
+def finished(path: Path, workflow: str, count: int) -> Callable[[], list[Any]]:
+    def check() -> list[Any]:
+        done = [r for r in runs_of(path, workflow) if r.status != "started"]
+        return done if len(done) >= count else []
+
+    return check
+
+
+# -- pushes fire workflows ------------------------------------------------------------------
+
+
+def test_a_handoff_pushed_with_gitgw_fires_its_workflow_once(
+    served: Path, running: Running, upstream: FakeUpstream, tmp_path: Path, git_daemon: GitServer
+) -> None:
+    work = clone(git_daemon, tmp_path / "agent.git")
+    handoff_id = new_handoff(work, "Finish the exporter")
+    push(work)
+
+    [run] = wait_for(finished(served, "review", 1), what="the review run")
+    assert run.status == "succeeded", run.error
+    notes = wait_for(lambda: handoff_notes(served, handoff_id), what="the note")
+    assert notes == ["hello from local"]
+    sent = upstream.received[0]["messages"][0]["content"]
+    assert sent == "Review the handoff Finish the exporter"
+    with StateRepo.discover(served) as repo:
+        view = show_run(repo, run.id)
+    assert view.merged().trigger is not None
+    assert view.merged().trigger["key"].startswith(f"handoff:{handoff_id}:")
+    assert len(view.merged().receipts) == 1
+    # The run's own commits (its records, the note) fire nothing more.
+    time.sleep(1.0)
+    assert len(runs_of(served, "review")) == 1
+    assert len(upstream.received) == 1
+
+
+def test_a_handoff_committed_with_plain_git_fires_too(
+    served: Path, running: Running, tmp_path: Path, git_daemon: GitServer
+) -> None:
+    work = clone(git_daemon, tmp_path / "checkout", bare=False)
+    with StateRepo.discover(served) as repo:
+        clock = Store(repo).clock
+    now = clock.now()
+    from gitgw.records import Handoff, HandoffEvent
+
+    handoff = Handoff.model_validate({"id": clock.new_id(now), "created": now, "to": "codex",
+                                      "from": {"agent": "alice"}, "title": "By hand"})  # fmt: skip
+    event = HandoffEvent(id=clock.new_id(now), handoff=handoff.id, kind="state", agent="alice",
+                         state="submitted", created=now)  # fmt: skip
+    for record, body in ((handoff, "Written with git."), (event, None)):
+        path, data = render(record, body)
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_bytes(data)
+        git("add", path, cwd=work)
+    git("commit", "--quiet", "-m", "a handoff by hand", cwd=work)
+    push(work)
+
+    [run] = wait_for(finished(served, "review", 1), what="the review run")
+    assert run.status == "succeeded", run.error
+    assert wait_for(lambda: handoff_notes(served, handoff.id)) == ["hello from local"]
+
+
+def test_a_burst_of_pushes_fires_each_workflow_exactly_once(
+    served: Path, running: Running, tmp_path: Path, git_daemon: GitServer
+) -> None:
+    work = clone(git_daemon, tmp_path / "agent.git")
+    made = []
+    for n in range(12):
+        made.append(new_handoff(work, f"Task {n}"))
+        # The daemon writes to the branch too: sync merges its runs in before pushing.
+        assert run_cli("--repo", str(work), "sync").exit_code == 0
+    done = wait_for(finished(served, "review", 12), timeout=60, what="twelve runs")
+    time.sleep(1.0)
+    runs = runs_of(served, "review")
+    assert len(runs) == 12
+    assert all(r.status == "succeeded" for r in done)
+    for handoff_id in made:
+        assert handoff_notes(served, handoff_id) == ["hello from local"]
+
+
+def test_a_request_file_is_answered_with_a_response_and_a_receipt(
+    served: Path, running: Running, tmp_path: Path, git_daemon: GitServer
+) -> None:
+    with StateRepo.discover(served) as repo:
+        grant(repo, "client:ci-bot", "confidential", actor="test")
+    work = clone(git_daemon, tmp_path / "agent.git")
+    pull(work)
+    with StateRepo.discover(work) as repo:
+        store = Store(repo)
+        now = store.clock.now()
+        request = Request.model_validate({
+            "id": store.clock.new_id(now), "created": now, "agent": "ci-bot", "model": "local",
+            "template": "Summarise {{ topic }}", "inputs": {"topic": "the invoices"},
+        })  # fmt: skip
+        store.add(request, message="ask")
+    push(work)
+
+    def response() -> Response | None:
+        with StateRepo.discover(served) as repo:
+            for _path, parsed in Store(repo).iter_kind("response"):
+                found = parsed.records[0]
+                assert isinstance(found, Response)
+                if found.request == request.id:
+                    return found
+        return None
+
+    answer = wait_for(response, what="the response")
+    assert answer.outcome == "ok"
+    assert answer.content == "hello from local"
+    assert answer.receipt is not None
+    listed = run_cli("--repo", str(served), "receipts", "show", answer.receipt)
+    assert listed.exit_code == 0, listed.stderr
+    # The agent gets the answer with a plain fetch.
+    pull(work)
+    with StateRepo.discover(work) as repo:
+        assert any(p.records[0].request == request.id for _, p in Store(repo).iter_kind("response"))
+
+
+def test_a_request_without_consent_for_its_agent_is_answered_with_the_refusal(
+    served: Path, running: Running, upstream: FakeUpstream
+) -> None:
+    with StateRepo.discover(served) as repo:
+        store = Store(repo)
+        now = store.clock.now()
+        request = Request.model_validate({
+            "id": store.clock.new_id(now), "created": now, "agent": "stranger", "model": "local",
+            "messages": [{"role": "user", "content": "hi"}],
+        })  # fmt: skip
+        store.add(request, message="ask")
+
+    def refused() -> list[Response]:
+        with StateRepo.discover(served) as repo:
+            found = [p.records[0] for _, p in Store(repo).iter_kind("response")]
+        return [r for r in found if isinstance(r, Response) and r.request == request.id]
+
+    [answer] = wait_for(refused, what="the response")
+    assert answer.outcome == "refused"
+    assert "client:stranger" in (answer.error or "")
+    assert upstream.received == []
+
+
+# -- what must not fire ---------------------------------------------------------------------
+
+
+def test_an_invalid_commit_is_reported_and_fires_nothing(
+    served: Path, running: Running, tmp_path: Path, git_daemon: GitServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    work = clone(git_daemon, tmp_path / "checkout", bare=False)
+    bad = work / "handoffs" / "01M72BN4RPD00B6JMKN1EPWCWX" / "handoff.md"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("---\nschema_version: 1\ntitle: no id, no author\n---\nBody.\n")
+    git("add", ".", cwd=work)
+    git("commit", "--quiet", "-m", "an invalid handoff", cwd=work)
+    push(work)
+    wait_for(lambda: "is invalid, its effects are not applied" in caplog.text, what="the report")
+    assert runs_of(served, "review") == []
+
+
+def test_an_invalid_workflow_keeps_the_last_valid_version(
+    served: Path, running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    with StateRepo.discover(served) as repo:
+        head = repo.require_head()
+        tree = repo.add_files(repo.tree_of(head) or b"", {"workflows/review.yaml": b"steps: 3\n"})
+        assert repo.commit_tree(tree, [head], "break the workflow", head) is not None
+    wait_for(lambda: "keeping its last valid version" in caplog.text, what="the report")
+    handoff_id = new_handoff(served, "Still reviewed")
+    [run] = wait_for(finished(served, "review", 1), what="the review run")
+    assert run.status == "succeeded"
+    assert wait_for(lambda: handoff_notes(served, handoff_id)) == ["hello from local"]
+
+
+def test_a_workflow_on_every_path_never_triggers_itself(served: Path, running: Running) -> None:
+    with StateRepo.discover(served) as repo:
+        Store(repo).put("workflows/everything.yaml", EVERYTHING.encode(), "watch everything")
+    wait_for(finished(served, "everything", 1), what="the first run")
+    time.sleep(1.5)
+    # One run for the commit that added it; its own run records fired nothing more.
+    assert len(runs_of(served, "everything")) == 1
+
+
+# -- webhooks -----------------------------------------------------------------------------
+
+
+def test_a_gitea_push_to_the_state_repository_syncs_it(
+    git_daemon: GitServer, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    hub = git_daemon.path("state.git")
+    git("init", "--quiet", "--bare", str(hub))
+    assert run_cli("init", str(hub)).exit_code == 0
+    write_config(hub, upstream.base_url, "http://127.0.0.1:9/v1")
+    with StateRepo.discover(hub) as repo:
+        config = Store(repo).config()
+        data = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data["gitea"] = {"state_repo": "team/state"}
+        from gitgw._yaml import dump_document
+
+        Store(repo).put("gitgw.yaml", dump_document(data).encode(), "gitea")
+        Store(repo).put("workflows/review.yaml", REVIEW.encode(), "review")
+    mine = clone(git_daemon, tmp_path / "mine.git")
+    running = Running(mine)
+    try:
+        other = clone(git_daemon, tmp_path / "other.git")
+        handoff_id = new_handoff(other, "From another machine")
+        push(other)
+        assert runs_of(mine, "review") == []  # nothing arrives without a sync
+        push_event = PushEvent(
+            delivery="1d2c7a54-3a6a-4f4b-9a86-1f2d7b9d1a01", repo="team/state",
+            ref="refs/heads/gitgw", branch="gitgw", before="0" * 40, after="1" * 40,
+            clone_url=git_daemon.url("state.git"), html_url=None, commits=[], pusher="bob",
+        )  # fmt: skip
+        assert running.daemon.accept(push_event)
+        [run] = wait_for(finished(mine, "review", 1), what="the synced review")
+        assert run.status == "succeeded"
+        assert wait_for(lambda: handoff_notes(mine, handoff_id)) == ["hello from local"]
+    finally:
+        running.stop()
+
+
+def test_the_webhook_queue_is_bounded(served: Path) -> None:
+    gateway = Gateway(StateRepo.discover(served))
+    try:
+        daemon = Daemon(gateway, "127.0.0.1", 0, TEST_SETTINGS)
+        limit = gateway.config.daemon.webhook_queue
+        event = PushEvent(delivery="d", repo="a/b", ref="refs/heads/main", branch="main",
+                          before="0" * 40, after="1" * 40, clone_url=None, html_url=None,
+                          commits=[], pusher="bob")  # fmt: skip
+        accepted = [daemon.accept(event) for _ in range(limit + 3)]
+        assert accepted.count(True) == limit
+        assert accepted[-1] is False
+        daemon.workers.stop()
+    finally:
+        gateway.close()
+
+
+# -- the real process -----------------------------------------------------------------------
+
+
+class Process:
+    """A real `gitgw start` process and the URL it serves."""
+
+    def __init__(self, path: Path, *extra: str) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "gitgw", "--repo", str(path), "start", "--port", "0", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        assert self.popen.stdout is not None
+        line = self.popen.stdout.readline()
+        assert "serving http" in line, line + (self.popen.stderr.read() if line == "" else "")
+        self.url = line.split("serving ", 1)[1].split()[0]
+
+    def kill(self) -> None:
+        self.popen.kill()
+        self.popen.communicate(timeout=10)
+
+    def terminate(self) -> tuple[str, str]:
+        """SIGTERM, then its remaining output (stdout, stderr)."""
+        self.popen.send_signal(signal.SIGTERM)
+        out, err = self.popen.communicate(timeout=30)
+        return out, err
+
+
+def test_a_killed_daemon_marks_the_run_interrupted_and_resumes_where_it_stopped(
+    served: Path, tmp_path: Path, git_daemon: GitServer
+) -> None:
+    with StateRepo.discover(served) as repo:
+        Store(repo).put("workflows/review.yaml", SLOW.encode(), "a slow workflow")
+    process = Process(served)
+    try:
+        first = new_handoff(served, "Killed midway")
+        wait_for(lambda: runs_of(served, "review"), what="the run to start")
+    finally:
+        process.kill()
+    [started] = runs_of(served, "review")
+    assert started.status == "started"
+    # While it is down: the workflow changes, then a handoff arrives (runs use the
+    # workflow as it was at the commit that fired them).
+    with StateRepo.discover(served) as repo:
+        Store(repo).put("workflows/review.yaml", REVIEW.encode(), "a quick workflow")
+    second = new_handoff(served, "Pushed while it was down")
+    process = Process(served, "--json-logs")
+    try:
+
+        def settled() -> list[Any]:
+            runs = {r.id: r for r in runs_of(served, "review")}
+            done = runs[started.id].status == "interrupted" and len(runs) == 2
+            return [r for r in runs.values() if r.status != "started"] if done else []
+
+        wait_for(lambda: len(settled()) == 2, timeout=20, what="the restart to settle")
+    finally:
+        _out, err = process.terminate()
+    assert process.popen.returncode == 0, err
+    runs = runs_of(served, "review")
+    assert sorted(r.status for r in runs) == ["interrupted", "succeeded"]
+    assert handoff_notes(served, first) == []  # not silently redone
+    assert handoff_notes(served, second) == ["hello from local"]
+    logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any("interrupted" in entry["msg"] for entry in logs)
+    assert all({"time", "level", "logger", "msg"} <= entry.keys() for entry in logs)
+
+
+def test_sigterm_flushes_receipts_and_exits_cleanly(served: Path) -> None:
+    process = Process(served)
+    try:
+        body = {"model": "local", "messages": [{"role": "user", "content": "hi"}]}
+        request = urllib.request.Request(
+            process.url + "/chat/completions", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            receipt = answer.headers["x-gitgw-receipt"]
+    finally:
+        out, err = process.terminate()
+    assert process.popen.returncode == 0, err
+    assert "every receipt is on the state branch" in out
+    shown = run_cli("--repo", str(served), "receipts", "show", receipt)
+    assert shown.exit_code == 0, shown.stderr
