@@ -16,23 +16,27 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gitgw._yaml import dump_document
 from gitgw.concepts import handoff as handoffs
 from gitgw.concepts.consent import grant
 from gitgw.concepts.runs import list_runs, show_run
 from gitgw.concepts.store import Store
 from gitgw.daemon import Daemon
 from gitgw.records import Request, Response, render
+from gitgw.services.engine import Engine
 from gitgw.services.gateway import Gateway
 from gitgw.services.gitea import PushEvent
 from gitgw.state import StateRepo
 from tests.conftest import git, run_cli
 from tests.fakeupstream import TEST_SETTINGS, BackgroundLoop, FakeUpstream, write_config
 from tests.gitservers import GitServer
+from tests.test_gitea import AFTER, SECRET, gitea_headers, go_json, push_payload
 
 REVIEW = """\
 schema_version: 1
@@ -357,20 +361,34 @@ def test_a_workflow_on_every_path_never_triggers_itself(served: Path, running: R
 # -- webhooks -----------------------------------------------------------------------------
 
 
-def test_a_gitea_push_to_the_state_repository_syncs_it(
-    git_daemon: GitServer, upstream: FakeUpstream, tmp_path: Path
-) -> None:
+def _post_delivery(base: str, payload: dict[str, Any], delivery: str) -> int:
+    body = go_json(payload)
+    request = urllib.request.Request(
+        base + "/hooks/gitea", data=body, headers=gitea_headers(body, delivery=delivery)
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return int(answer.status)
+
+
+def _configure_gitea(path: Path, **gitea: str) -> None:
+    with StateRepo.discover(path) as repo:
+        store = Store(repo)
+        data = store.config().model_dump(mode="json", by_alias=True, exclude_none=True)
+        data["gitea"] = {"webhook_secret_env": "HOOK_SECRET", **gitea}
+        store.put("gitgw.yaml", dump_document(data).encode(), "gitea settings")
+
+
+def test_a_signed_gitea_push_to_the_state_repository_syncs_it(
+    git_daemon: GitServer, upstream: FakeUpstream, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
     hub = git_daemon.path("state.git")
     git("init", "--quiet", "--bare", str(hub))
     assert run_cli("init", str(hub)).exit_code == 0
     write_config(hub, upstream.base_url, "http://127.0.0.1:9/v1")
+    _configure_gitea(hub, state_repo="team/state")
     with StateRepo.discover(hub) as repo:
-        config = Store(repo).config()
-        data = config.model_dump(mode="json", by_alias=True, exclude_none=True)
-        data["gitea"] = {"state_repo": "team/state"}
-        from gitgw._yaml import dump_document
-
-        Store(repo).put("gitgw.yaml", dump_document(data).encode(), "gitea")
         Store(repo).put("workflows/review.yaml", REVIEW.encode(), "review")
     mine = clone(git_daemon, tmp_path / "mine.git")
     running = Running(mine)
@@ -378,18 +396,87 @@ def test_a_gitea_push_to_the_state_repository_syncs_it(
         other = clone(git_daemon, tmp_path / "other.git")
         handoff_id = new_handoff(other, "From another machine")
         push(other)
+        time.sleep(0.5)
         assert runs_of(mine, "review") == []  # nothing arrives without a sync
-        push_event = PushEvent(
-            delivery="1d2c7a54-3a6a-4f4b-9a86-1f2d7b9d1a01", repo="team/state",
-            ref="refs/heads/gitgw", branch="gitgw", before="0" * 40, after="1" * 40,
-            clone_url=git_daemon.url("state.git"), html_url=None, commits=[], pusher="bob",
-        )  # fmt: skip
-        assert running.daemon.accept(push_event)
+        base = running.serving.url.removesuffix("/v1")
+        delivery = "1d2c7a54-3a6a-4f4b-9a86-1f2d7b9d1a01"
+        assert _post_delivery(base, push_payload(), delivery) == 202
         [run] = wait_for(finished(mine, "review", 1), what="the synced review")
         assert run.status == "succeeded"
         assert wait_for(lambda: handoff_notes(mine, handoff_id)) == ["hello from local"]
+        # Gitea's redelivery of the same delivery changes nothing.
+        assert _post_delivery(base, push_payload(), delivery) == 200
     finally:
         running.stop()
+
+
+GITEA_PUSH = """\
+schema_version: 1
+on:
+  - gitea_push:
+      repo: team/state
+      branch: gitgw
+steps:
+  - name: record
+    uses: memory
+    with:
+      title: "push {{ push.after }}"
+      body: "{{ push.pusher }} pushed {{ push.commits | length }} commits to {{ push.repo }}"
+"""
+
+
+def test_a_gitea_push_to_another_repository_fires_its_workflows(
+    served: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    _configure_gitea(served)
+    with StateRepo.discover(served) as repo:
+        Store(repo).put("workflows/on-push.yaml", GITEA_PUSH.encode(), "on push")
+    running = Running(served)
+    try:
+        base = running.serving.url.removesuffix("/v1")
+        assert _post_delivery(base, push_payload(), "6f1e1b0a-0000-4000-8000-000000000001") == 202
+        [run] = wait_for(finished(served, "on-push", 1), what="the push workflow")
+        assert run.status == "succeeded", run.error
+        with StateRepo.discover(served) as repo:
+            view = show_run(repo, run.id)
+            trigger = view.merged().trigger
+            titles = [p.records[0].title for _, p in Store(repo).iter_kind("memory")]
+        assert trigger is not None
+        assert trigger["key"] == "gitea:6f1e1b0a-0000-4000-8000-000000000001"
+        assert f"push {AFTER}" in titles
+    finally:
+        running.stop()
+
+
+HOURLY = """\
+schema_version: 1
+on:
+  - schedule: "30 * * * *"
+steps:
+  - name: tick
+    uses: run
+    with:
+      command: ["true"]
+"""
+
+
+def test_a_schedule_fires_once_in_its_minute(served: Path) -> None:
+    with StateRepo.discover(served) as repo:
+        Store(repo).put("workflows/hourly.yaml", HOURLY.encode(), "hourly")
+    gateway = Gateway(StateRepo.discover(served))
+    try:
+        engine = Engine(gateway)
+        engine.start()
+        assert engine.tick(datetime(2026, 11, 26, 9, 29, 59, tzinfo=UTC)) == []
+        [fired] = engine.tick(datetime(2026, 11, 26, 9, 30, 1, tzinfo=UTC))
+        assert fired.key == "schedule:2026-11-26T09:30:00.000Z"
+        assert engine.tick(datetime(2026, 11, 26, 9, 30, 40, tzinfo=UTC)) == []
+        # A restart in the same minute remembers it fired.
+        assert Engine(gateway).tick(datetime(2026, 11, 26, 9, 30, 50, tzinfo=UTC)) == []
+        assert [r.status for r in runs_of(served, "hourly")] == ["succeeded"]
+    finally:
+        gateway.close()
 
 
 def test_the_webhook_queue_is_bounded(served: Path) -> None:

@@ -19,6 +19,7 @@ file also passes the secrets guard (the hooks and every gitgw write always run i
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import stat
 import time
@@ -70,13 +71,22 @@ class Report:
         return not self.problems
 
 
+@functools.cache
+def _fingerprint(secrets: bool) -> str:
+    # Generating the schemas costs ~0.2 s: once per process, and never for the checks
+    # of incoming commits (sync, the daemon), which do not use the cache.
+    schemas = b"".join(data for _, data in sorted(json_schemas().items()))
+    return hashlib.sha256(f"{__version__} {secrets}".encode() + schemas).hexdigest()[:16]
+
+
 class _Proven:
     """The (path, blob) pairs whose format check passed before, and their record counts."""
 
     def __init__(self, repo: StateRepo, secrets: bool, enabled: bool) -> None:
-        schemas = b"".join(data for _, data in sorted(json_schemas().items()))
-        tag = hashlib.sha256(f"{__version__} {secrets}".encode() + schemas).hexdigest()[:16]
-        self.path: Path | None = repo.gitgw_dir / "verified" / tag if enabled else None
+        self.path: Path | None = None
+        if enabled:
+            tag = _fingerprint(secrets)
+            self.path = repo.gitgw_dir / "verified" / tag
         self.known: dict[tuple[str, str], int] = {}
         self.new: list[str] = []
         if self.path is not None:
