@@ -29,9 +29,9 @@ from gitgw.concepts.runs import list_runs, show_run
 from gitgw.concepts.store import Store
 from gitgw.daemon import Daemon
 from gitgw.records import Request, Response, render
+from gitgw.services.deliveries import PushEvent
 from gitgw.services.engine import Engine
 from gitgw.services.gateway import Gateway
-from gitgw.services.gitea import PushEvent
 from gitgw.state import StateRepo
 from tests.conftest import git, run_cli
 from tests.fakeupstream import TEST_SETTINGS, BackgroundLoop, FakeUpstream, write_config

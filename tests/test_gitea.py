@@ -30,18 +30,15 @@ from gitgw.errors import GitgwError
 from gitgw.proxy import create_app
 from gitgw.proxy.serve import Serving, start
 from gitgw.records.config import GiteaConfig
-from gitgw.services.gateway import Gateway
-from gitgw.services.gitea import (
+from gitgw.services.deliveries import (
     DeliveryLog,
-    GiteaClient,
     PushEvent,
-    client_from_config,
-    hook_url_of,
     parse_push,
     signature,
     verify_signature,
-    webhook_config,
 )
+from gitgw.services.gateway import Gateway
+from gitgw.services.gitea import GiteaClient, client_from_config, hook_url_of, webhook_config
 from gitgw.state import StateRepo
 from tests.conftest import fails, succeeds
 from tests.fakeupstream import TEST_SETTINGS, BackgroundLoop, wait_for

@@ -36,9 +36,9 @@ import httpx
 from gitgw.errors import GitgwError
 from gitgw.proxy import ProxySettings, create_app
 from gitgw.proxy.serve import SWITCH_INTERVAL_S, Serving, start
+from gitgw.services.deliveries import PushEvent
 from gitgw.services.engine import Engine, Job
 from gitgw.services.gateway import Gateway
-from gitgw.services.gitea import PushEvent
 from gitgw.services.sync import sync
 from gitgw.watcher import RefWatcher
 

@@ -33,8 +33,8 @@ from gitgw.proxy.keys import (
 )
 from gitgw.proxy.metrics import Metrics
 from gitgw.proxy.pool import HttpPool
+from gitgw.services.deliveries import DeliveryLog, WebhookSink
 from gitgw.services.gateway import Gateway
-from gitgw.services.gitea import DeliveryLog, WebhookSink
 
 __all__ = ["ProxySettings", "create_app"]
 

@@ -8,8 +8,8 @@ from aiohttp import ClientSession, web
 
 from gitgw.proxy.metrics import Metrics
 from gitgw.proxy.pool import HttpPool
+from gitgw.services.deliveries import DeliveryLog, WebhookSink
 from gitgw.services.gateway import Gateway
-from gitgw.services.gitea import DeliveryLog, WebhookSink
 
 __all__ = [
     "DELIVERIES",

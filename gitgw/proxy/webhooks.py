@@ -31,7 +31,7 @@ from gitgw.errors import GitgwError
 from gitgw.proxy.errors import error_response, message_of
 from gitgw.proxy.keys import DELIVERIES, GATEWAY, WEBHOOKS
 from gitgw.records.config import GiteaConfig
-from gitgw.services.gitea import (
+from gitgw.services.deliveries import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,

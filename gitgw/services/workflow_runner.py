@@ -29,13 +29,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -63,6 +59,7 @@ from gitgw.records.workflow import (
 )
 from gitgw.render import render_string
 from gitgw.services.calls import complete
+from gitgw.services.commands import run_command
 from gitgw.services.gateway import Gateway
 from gitgw.services.gitea import CommitState, client_from_config
 from gitgw.services.requests import TRAILER  # every commit of a run: `Gitgw-Run: <id>`
@@ -78,8 +75,6 @@ __all__ = [
 ]
 
 OUTPUT_LIMIT = 64 * 1024  # a `run` step's stdout kept as its output, at most
-_STDERR_TAIL = 4 * 1024  # the end of a `run` step's stderr kept for its error
-_REAP_S = 5.0  # how long to wait for a killed command's pipes to close
 
 
 @dataclass
@@ -337,7 +332,10 @@ class _Runner:
             "GITGW_RUN_ID": self.run_id,
             "GITGW_WORKFLOW": self.name,
         }
-        finished = _run_command(args.command, cwd, env, timeout)
+        try:
+            finished = run_command(args.command, cwd, env, timeout, output_limit=OUTPUT_LIMIT)
+        except GitgwError as exc:
+            raise StepFailed(exc.message) from None
         if finished.timed_out:
             raise StepFailed(f"timed out after {timeout:g} s; the command was killed")
         stderr = finished.stderr_tail()
@@ -429,123 +427,3 @@ class _Runner:
             "repo": args.repo,
             "sha": args.sha,
         }
-
-
-# -- commands -----------------------------------------------------------------------------------
-
-
-class _Capture(threading.Thread):
-    """Reads one pipe to its end, keeping its first `head` bytes or its last `tail`."""
-
-    def __init__(self, pipe: IO[bytes], *, head: int = 0, tail: int = 0) -> None:
-        super().__init__(daemon=True)
-        self.pipe = pipe
-        self.head, self.tail = head, tail
-        self.data = bytearray()
-        self.total = 0
-
-    def run(self) -> None:
-        fd = self.pipe.fileno()
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.total += len(chunk)
-            if self.head:
-                room = self.head - len(self.data)
-                if room > 0:
-                    self.data += chunk[:room]
-            else:
-                self.data += chunk
-                if len(self.data) > self.tail:
-                    del self.data[: len(self.data) - self.tail]
-
-
-@dataclass
-class _Finished:
-    code: int
-    timed_out: bool
-    stdout: _Capture
-    stderr: _Capture
-
-    def output(self) -> str:
-        text = bytes(self.stdout.data).decode("utf-8", "replace")
-        if self.stdout.total > len(self.stdout.data):
-            text += (
-                f"\n[output truncated: {self.stdout.total} bytes in all, the first "
-                f"{len(self.stdout.data)} kept]"
-            )
-        return text
-
-    def stderr_tail(self) -> str:
-        text = bytes(self.stderr.data).decode("utf-8", "replace").strip()
-        lines = text.splitlines()[-20:]
-        return ("…" if len(lines) < len(text.splitlines()) else "") + "\n".join(lines)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _run_command(
-    command: str | list[str], cwd: Path, env: Mapping[str, str], timeout: float
-) -> _Finished:
-    """Run `command` in a process group of its own; kill the whole group at `timeout`
-    (and whatever it left running when it ends)."""
-    try:
-        process = subprocess.Popen(
-            command,
-            shell=isinstance(command, str),
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        program = command if isinstance(command, str) else command[0]
-        raise StepFailed(f"no such program: {program}") from None
-    except PermissionError:
-        program = command if isinstance(command, str) else command[0]
-        raise StepFailed(f"cannot execute {program}: permission denied") from None
-    assert process.stdout is not None
-    assert process.stderr is not None
-    stdout = _Capture(process.stdout, head=OUTPUT_LIMIT)
-    stderr = _Capture(process.stderr, tail=_STDERR_TAIL)
-    stdout.start()
-    stderr.start()
-    try:
-        timed_out = not _exited(process.pid, timeout)
-    finally:
-        # The leader has exited (or is to be killed) but is not reaped yet, so its group
-        # id cannot be reused: kill the whole group, then reap it. Nothing a command
-        # started outlives its step.
-        _kill_group(process.pid)
-        code = process.wait()
-        for capture in (stdout, stderr):
-            capture.join(_REAP_S)
-            if not capture.is_alive():  # else a process that left the group holds it
-                capture.pipe.close()
-    return _Finished(code, timed_out, stdout, stderr)
-
-
-def _exited(pid: int, timeout: float) -> bool:
-    """Wait until process `pid` exits, without reaping it; False at `timeout`."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        try:
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
-                return True
-        except ChildProcessError:  # already reaped
-            return True
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        time.sleep(min(delay, left))
-        delay = min(delay * 2, 0.05)
