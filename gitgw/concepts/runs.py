@@ -248,20 +248,10 @@ class RunLedger:
         self.record(run)
         return run
 
-    def finish(
-        self,
-        started: Run,
-        status: str,
-        *,
-        outputs: Sequence[RunPart] = (),
-        receipts: Sequence[str] = (),
-        steps: Sequence[RunStep] = (),
-        error: str | None = None,
-    ) -> Run:
-        """Record how a started run ended (`succeeded`, `failed` or `interrupted`)."""
-        run = self.ended(
-            started, status, outputs=outputs, receipts=receipts, steps=steps, error=error
-        )
+    def finish(self, started: Run, status: str, **details: Any) -> Run:
+        """Record how a started run ended (`succeeded`, `failed` or `interrupted`);
+        `details` as `ended` takes them."""
+        run = self.ended(started, status, **details)
         self.record(run)
         return run
 

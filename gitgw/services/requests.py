@@ -88,51 +88,39 @@ def answer(
 def _commit(
     gateway: Gateway, request: Request, started: Run, result: CallResult, *, called: bool
 ) -> Response:
-    store = gateway.store.signed(f"{TRAILER}: {started.id}")
-    now = gateway.clock.now()
-    response = Response.model_validate(
-        {
-            "id": gateway.clock.new_id(now),
-            "request": request.id,
-            "created": now,
-            "outcome": result.outcome,
-            "content": result.content,
-            "receipt": result.receipt if called else None,
-            "run": started.id,
-            "error": result.error,
-        }
-    )
     if called:
         gateway.flush()  # the receipt the response names is on the branch first
-    ended = RunLedger(store).ended(
+    return _close(
+        gateway,
+        request.id,
         started,
         "succeeded" if result.outcome == "ok" else "failed",
-        receipts=[result.receipt] if called else [],
+        outcome=result.outcome,
+        content=result.content,
+        receipt=result.receipt if called else None,
         error=result.error,
     )
-    store.add(response, ended, message=f"gitgw: answer request {request.id} ({result.outcome})")
-    return response
 
 
 def interrupted_response(gateway: Gateway, request_id: str, started: Run) -> Response:
     """Close a request run a stopped daemon left open: the run ends `interrupted` and the
     request gets an `error` response saying so (the model is not called again)."""
-    store = gateway.store.signed(f"{TRAILER}: {started.id}")
     reason = (
         "interrupted: the daemon stopped while answering this request; it was not sent "
         "again (commit a new request to retry)"
     )
+    return _close(gateway, request_id, started, "interrupted", outcome="error", error=reason)
+
+
+def _close(gateway: Gateway, request_id: str, started: Run, status: str, **answer: Any) -> Response:
+    """Commit the response and the end of the request's run together."""
     now = gateway.clock.now()
     response = Response.model_validate(
-        {
-            "id": gateway.clock.new_id(now),
-            "request": request_id,
-            "created": now,
-            "outcome": "error",
-            "run": started.id,
-            "error": reason,
-        }
-    )
-    ended = RunLedger(store).ended(started, "interrupted", error=reason)
-    store.add(response, ended, message=f"gitgw: request {request_id} interrupted")
+        {"id": gateway.clock.new_id(now), "request": request_id, "created": now,
+         "run": started.id} | answer
+    )  # fmt: skip
+    store = gateway.store.signed(f"{TRAILER}: {started.id}")
+    receipts = [response.receipt] if response.receipt else []
+    ended = RunLedger(store).ended(started, status, receipts=receipts, error=response.error)
+    store.add(response, ended, message=f"gitgw: request {request_id}: {response.outcome}")
     return response
