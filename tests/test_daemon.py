@@ -410,6 +410,34 @@ def test_a_signed_gitea_push_to_the_state_repository_syncs_it(
         running.stop()
 
 
+def test_a_periodic_sync_brings_in_what_others_pushed(
+    git_daemon: GitServer, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    hub = git_daemon.path("state.git")
+    git("init", "--quiet", "--bare", str(hub))
+    assert run_cli("init", str(hub)).exit_code == 0
+    write_config(hub, upstream.base_url, "http://127.0.0.1:9/v1")
+    with StateRepo.discover(hub) as repo:
+        store = Store(repo)
+        data = store.config().model_dump(mode="json", by_alias=True, exclude_none=True)
+        data["daemon"] = {"sync_interval_s": 0.3}
+        store.put("gitgw.yaml", dump_document(data).encode(), "sync often")
+        store.put("workflows/review.yaml", REVIEW.encode(), "review")
+    mine = clone(git_daemon, tmp_path / "mine.git")
+    running = Running(mine)
+    try:
+        other = clone(git_daemon, tmp_path / "other.git")
+        handoff_id = new_handoff(other, "Picked up by a periodic sync")
+        push(other)
+        [run] = wait_for(finished(mine, "review", 1), what="the synced review")
+        assert run.status == "succeeded"
+        assert wait_for(lambda: handoff_notes(mine, handoff_id)) == ["hello from local"]
+        # The run's records reach the hub by the next sync, so the other machine sees them.
+        wait_for(lambda: handoff_notes(hub, handoff_id), what="the note on the hub")
+    finally:
+        running.stop()
+
+
 GITEA_PUSH = """\
 schema_version: 1
 on:
