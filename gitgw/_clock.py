@@ -16,17 +16,21 @@ from datetime import UTC, datetime
 __all__ = ["Clock", "SystemClock", "is_ulid", "ulid_time", "utc_now"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_DECODE = {c: i for i, c in enumerate(_ALPHABET)}
+_TO_BASE32 = str.maketrans(_ALPHABET, "0123456789abcdefghijklmnopqrstuv")
 _ULID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 _RANDOM_MAX = (1 << 80) - 1
 
 
-def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+# Two characters (10 bits) per table lookup: the proxy makes an id per request, and a
+# loop over 26 characters cost several microseconds. A ULID is 130 bits (the top two
+# always 0), so 13 pairs, most significant first.
+_PAIRS = [first + second for first in _ALPHABET for second in _ALPHABET]
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
+
+
+def _encode_ulid(millis: int, random: int) -> str:
+    value = (millis << 80) | random
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def is_ulid(text: str) -> bool:
@@ -36,9 +40,10 @@ def is_ulid(text: str) -> bool:
 
 def ulid_time(ulid: str) -> datetime:
     """The UTC time encoded in a ULID's first ten characters."""
-    millis = 0
-    for char in ulid[:10]:
-        millis = (millis << 5) | _DECODE[char]
+    if not is_ulid(ulid):
+        raise ValueError(f"not a ULID: {ulid!r}")
+    # Crockford's digits mapped onto int()'s base-32 digits: one C call, not a loop.
+    millis = int(ulid[:10].translate(_TO_BASE32), 32)
     return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
@@ -78,7 +83,7 @@ class Clock:
             else:
                 random = self._random_bits() >> 1  # headroom so increments rarely carry
             self._last_millis, self._last_random = millis, random
-        return _encode(millis, 10) + _encode(random, 16)
+        return _encode_ulid(millis, random)
 
 
 class SystemClock(Clock):

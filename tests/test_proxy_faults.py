@@ -471,3 +471,19 @@ def test_an_https_upstream_is_called_through_the_client_session(
         loop.run(secure.stop())
     assert secure.headers[0]["Authorization"] == f"Bearer {KEY}"
     assert len(secure.received) == 3
+
+
+def test_a_config_holding_a_secret_at_start_serves_and_is_reported(state_repo: Path) -> None:
+    with StateRepo.discover(state_repo) as repo:
+        text = repo.read("gitgw.yaml")
+        assert text is not None
+        leaked = text + b"# deploy key: AKIAIOSFODNN7EXAMPLE\n"
+        repo.commit({"gitgw.yaml": leaked}, "a secret, past the checks")  # as a bad push lands
+    gateway = Gateway(StateRepo.discover(state_repo))
+    try:
+        assert gateway.problem is None  # served at once: the format check passed
+        gateway.warm()  # what the proxy runs once it is serving
+        assert gateway.problem is not None
+        assert "AKIA" not in gateway.problem.message  # the finding, never the value
+    finally:
+        gateway.close()

@@ -155,3 +155,48 @@ def test_ulids_sort_by_time_and_stay_ordered_within_a_millisecond(clock: Clock) 
     assert len(set(ids)) == 1000
     later = Clock(now=lambda: MOMENT.replace(minute=31)).new_id()
     assert later > ids[-1]
+
+
+# -- the whole-text record reader ---------------------------------------------------------
+
+_READER_CASES = [
+    'schema_version: 1\nid: "01M72BN4RS2SCSS1DGP7EMDW1Q"\ntags: ["a", "b"]\n',
+    'a: 1\nb: {"x": [1, 2.5, null, true]}',  # no final newline
+    "a: 1 \nb:  2\n",  # white space around values: json.loads takes it
+    "a: 1\na: 2\n",  # a key given twice
+    "a: 1\n\nb: 2\n",  # a blank line
+    "a: 1\n\n",
+    "",
+    "\n",
+    "a: [1,\n",  # a value cut short
+    'a: 1, "b": 2\n',  # more than one value on a line
+    "A: 1\n",  # not a key of the layout
+    "a: 1\r\nb: 2\r\n",  # CRLF
+    "a: 1\rb: 2\n",  # a lone CR breaks a line for str.splitlines
+    'a: "x\u2028y"\n',  # line separators inside a string
+    'a: "x\x85y"\nb: 2\n',
+    "a: 1\x85b: 2\n",
+    "a: 1\x1cb: 2\n",
+    "a: 1\x0bb: 2\n",
+    'a: "ünïcode"\nb: "\\u2028"\n',
+]
+
+
+@pytest.mark.parametrize("text", _READER_CASES)
+def test_the_whole_text_reader_reads_as_the_line_reader_does(text: str) -> None:
+    from gitgw import _yaml
+
+    assert _yaml._load_fast(text) == _yaml._load_lines(text)
+
+
+def test_the_whole_text_reader_agrees_on_random_texts() -> None:
+    import random
+
+    from gitgw import _yaml
+
+    rng = random.Random(7)
+    pieces = ["a: ", "b: ", "a_1: ", "1", '"s"', "[1, 2]", '{"k": 1}', " ", "\n", "\r", "\r\n"]
+    pieces += ["\x85", "\u2028", "\x1c", ":", ",", '"', "null", "x"]
+    for _ in range(5_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert _yaml._load_fast(text) == _yaml._load_lines(text), repr(text)

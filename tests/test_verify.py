@@ -182,3 +182,50 @@ def test_secrets_in_history_are_found_on_request(state_repo: Path, clone: Path) 
     assert ran.exit_code == 1
     assert path in ran.stderr
     assert "AKIAIOSFODNN7EXAMPLE" not in ran.stderr + ran.stdout
+
+
+def test_files_checked_in_other_processes_give_the_same_report(
+    state_repo: Path, clone: Path
+) -> None:
+    """Every kind of verdict, reached in this process and in worker processes alike."""
+    from gitgw._yaml import load_record
+    from gitgw.services.verify import verify
+
+    added = _add(state_repo, _grant("provider:kept"), _grant("provider:gone"))
+    git("pull", "-q", cwd=clone)
+    git("rm", "-q", added[1], cwd=clone)  # deleted: an add-only problem
+    files = {}
+    for name, mutate in [
+        ("relaid", None),  # valid, re-laid out by hand: key order, spacing, quoting
+        ("tampered", lambda t: t.replace('"alice"', '"mallory"')),
+        ("bad-digest", lambda t: t.replace("sha256:", "sha256:0")),
+        ("schema", lambda t: t.replace('"grant"', '"maybe"')),
+    ]:
+        path, data = render(_grant(f"provider:{name}"))
+        text = data.decode()
+        if mutate is None:
+            content = load_record(text)
+            text = "".join(f"{k}:   {json.dumps(v)}\n" for k, v in reversed(content.items()))
+            text = text.replace('"internal"', "internal")  # a plain YAML scalar
+        else:
+            text = mutate(text)
+        files[name] = path
+        (clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (clone / path).write_text(text)
+    (clone / "notes.txt").write_text("not a gitgw file\n")
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "hand edits", cwd=clone)
+    _push(clone)
+    with StateRepo.discover(state_repo) as repo:
+        here = verify(repo, cache=False, workers=1)
+    with StateRepo.discover(state_repo) as repo:
+        shared = verify(repo, cache=False, workers=2, parallel_from=0)
+    assert shared.problems == here.problems
+    assert (shared.files, shared.records) == (here.files, here.records)
+    reasons = {problem.path: problem.reason for problem in here.problems}
+    assert files["relaid"] not in reasons
+    assert reasons[files["tampered"]] == "digest does not match its content"
+    assert "does not match the consent schema: digest" in reasons[files["bad-digest"]]
+    assert "does not match the consent schema: action" in reasons[files["schema"]]
+    assert "add-only record was deleted" in reasons[added[1]]
+    assert reasons["notes.txt"] == "is not a path gitgw knows"

@@ -9,6 +9,7 @@ on, and whether the upstream answered something broken (a 502) or nothing (a 503
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -101,7 +102,7 @@ def failure(exc: BaseException, base_url: str, timeout: float) -> UpstreamFailur
 
 
 async def post(
-    app: web.Application, base_url: str, payload: bytes, headers: dict[str, str]
+    app: web.Application, base_url: str, payload: bytes, headers: Mapping[str, str]
 ) -> Answer:
     """POST `payload` to the chat completions endpoint under `base_url`."""
     scheme, host, port, path, url = _target(base_url)

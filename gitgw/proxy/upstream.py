@@ -36,6 +36,7 @@ __all__ = ["Call", "call_routes"]
 RECEIPT_HEADER = "x-gitgw-receipt"
 OVERHEAD_HEADER = "x-gitgw-overhead-ms"
 _RETRYABLE = frozenset({408, 429})
+_HEADERS = {"Content-Type": "application/json", "User-Agent": "gitgw"}  # never changed
 
 
 @dataclass
@@ -158,13 +159,11 @@ def _all_failed(call: Call) -> web.Response:
 async def _attempt(call: Call, route: Route, key: str | None) -> tuple[web.StreamResponse, Outcome]:
     app = call.request.app
     base = route.config.base_url
-    payload = json.dumps({**call.prepared.body, "model": route.model}, ensure_ascii=False)
-    headers = {"Content-Type": "application/json", "User-Agent": "gitgw"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
+    payload = call.prepared.upstream_body(route.model)
+    headers = _HEADERS if not key else {**_HEADERS, "Authorization": f"Bearer {key}"}
     started = time.perf_counter()
     try:
-        answer = await post(app, base, payload.encode("utf-8"), headers)
+        answer = await post(app, base, payload, headers)
     except FAILURES as exc:
         call.upstream_s += time.perf_counter() - started
         raise failure(exc, base, read_timeout(app)) from None

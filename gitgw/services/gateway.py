@@ -22,6 +22,7 @@ configuration is reported and the last good one keeps serving. Only one thread m
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections import deque
@@ -62,6 +63,8 @@ __all__ = [
 ]
 
 DEFAULT_COOLDOWN_S = 10.0
+
+log = logging.getLogger("gitgw.proxy")
 
 
 def is_loopback(host: str) -> bool:
@@ -141,7 +144,18 @@ class Gateway:
         self.counters = _Counters()
         head = repo.require_head()
         found = repo.trees.lookup(repo.tree_of(head), CONFIG_PATH)
-        self.loaded: Loaded = _load(self.store.config(), head, found[1] if found else None)
+        if found is None:
+            raise GitgwError(
+                f"the state branch has no {CONFIG_PATH}", "create one with `gitgw init`"
+            )
+        # The format check (schema, references) is all serving needs. The secrets guard
+        # loads detect-secrets, a tenth of a second of a start-up that should take less
+        # than a second, and what it finds does not change how requests are answered:
+        # `warm()` runs it once the proxy is serving (see there).
+        data = repo.blob(found[1].decode("ascii"))
+        record = check_file(CONFIG_PATH, data, guards=False).records[0]
+        assert isinstance(record, GatewayConfig)
+        self.loaded: Loaded = _load(record, head, found[1])
         self.problem: ConfigProblem | None = None
         self._seen_blob = self.loaded.blob
         self._head: str | None = head
@@ -244,6 +258,7 @@ class Gateway:
 
     def prepare(self, body: bytes, client: str | None, declared: str | None = None) -> Prepared:
         """Parse, check, classify and plan one chat completion request."""
+        created = self.clock.now()
         return prepare_request(
             self.loaded,
             body,
@@ -251,8 +266,8 @@ class Gateway:
             declared,
             self.consent.check,
             self.health,
-            receipt_id=self.clock.new_id(),
-            created=self.clock.now(),
+            receipt_id=self.clock.new_id(created),
+            created=created,
         )
 
     def record(self, prepared: Prepared | None, outcome: Outcome) -> str:
@@ -289,10 +304,26 @@ class Gateway:
             return len(lines)
 
     def warm(self) -> None:
-        """Load what the first receipts would otherwise load on the request path (the
-        secrets guard's detectors), and start the receipt writer."""
-        guard_text(self.clock.new_id(), "detail", "HTTP 401 (invalid_api_key): warm-up")
+        """What may wait until the proxy serves: start the receipt writer, load the
+        secrets guard's detectors (receipts' free text goes through them), and run the
+        guard on the configuration read at start.
+
+        A configuration the guard flags was pushed past every check into the branch; it
+        keeps serving (it is the only one), and `problem` says so, as it does for an
+        invalid new configuration.
+        """
         self.writer  # noqa: B018
+        guard_text(self.clock.new_id(), "detail", "HTTP 401 (invalid_api_key): warm-up")
+        with self._refresh_lock:
+            loaded = self.loaded
+            if loaded.blob is None or self._seen_blob != loaded.blob:
+                return  # a refresh has read a newer file, with every check
+            try:
+                check_file(CONFIG_PATH, self.repo.blob(loaded.blob.decode("ascii")))
+            except GitgwError as exc:
+                text = exc.message + (f" ({exc.hint})" if exc.hint else "")
+                self.problem = ConfigProblem(loaded.commit, text)
+                log.error("%s at %s: %s", CONFIG_PATH, loaded.commit[:12], text)
 
     def new_receipt_id(self) -> str:
         """An id for a receipt of a request that could not be prepared."""

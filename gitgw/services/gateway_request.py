@@ -26,6 +26,7 @@ from gitgw.concepts.trust import Classification, Classifier, message_texts
 from gitgw.errors import GitgwError
 from gitgw.records import GatewayConfig
 from gitgw.records.receipt import Usage
+from gitgw.services.request_body import parse_body, with_model
 
 __all__ = [
     "ENDPOINT",
@@ -78,6 +79,8 @@ class Prepared:
     receipt_id: str
     created: datetime
     body: dict[str, Any]
+    raw: bytes  # the body as the client sent it
+    unique_keys: bool  # no JSON object in it repeats a key (see request_body)
     model: str
     stream: bool
     client: str | None
@@ -88,6 +91,10 @@ class Prepared:
     config_commit: str
     capture: bool
     offline: bool
+
+    def upstream_body(self, model: str) -> bytes:
+        """The body to send upstream: the client's, with `model` set to `model`."""
+        return with_model(self.raw, self.body, self.unique_keys, model)
 
     @property
     def messages(self) -> list[Any]:
@@ -131,9 +138,9 @@ def because(classification: Classification) -> str:
     return detected or "the default level"
 
 
-def _parse(body: bytes) -> dict[str, Any]:
+def _parse(body: bytes) -> tuple[dict[str, Any], bool]:
     try:
-        data = json.loads(body)
+        data, unique = parse_body(body)
     except ValueError as exc:  # UnicodeDecodeError is a ValueError too
         raise RequestError(
             400,
@@ -169,7 +176,7 @@ def _parse(body: bytes) -> dict[str, Any]:
             "the request names no `model`",
             "ask for an alias from gitgw.yaml (GET /v1/models lists them)",
         )
-    return data
+    return data, unique
 
 
 def prepare_request(
@@ -185,7 +192,7 @@ def prepare_request(
 ) -> Prepared:
     """The prepared request for `body`, or `RequestError` when it cannot be read."""
     config = loaded.config
-    data = _parse(body)
+    data, unique = _parse(body)
     content = {key: value for key, value in data.items() if key != "model"}
     try:
         classification = loaded.classifier.classify(message_texts((content,)), declared)
@@ -195,6 +202,8 @@ def prepare_request(
         receipt_id=receipt_id,
         created=created,
         body=data,
+        raw=body,
+        unique_keys=unique,
         model=data["model"],
         stream=data.get("stream") is True,
         client=client,

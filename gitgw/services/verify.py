@@ -31,6 +31,7 @@ from gitgw import __version__
 from gitgw.concepts.checks import check_file
 from gitgw.errors import GitgwError, InvalidRecord
 from gitgw.records import KINDS, json_schemas, kind_of
+from gitgw.services.verify_files import PARALLEL_FROM, FileChecks, default_workers
 from gitgw.state import StateRepo, changes_of, commits_oldest_first
 
 __all__ = ["Problem", "Report", "check_incoming", "verify"]
@@ -114,10 +115,16 @@ class _Checker:
     repo: StateRepo
     report: Report
     proven: _Proven
-    secrets: bool
+    files: FileChecks
     added_in: dict[str, str] = field(default_factory=dict)
+    # Problems in the order the walk meets them: a file's verdict arrives later, so each
+    # carries the number of the change that raised it.
+    found: list[tuple[int, Problem]] = field(default_factory=list)
+    waiting: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # commit, path, blob
+    seq: int = 0
 
     def change(self, commit: str, path: str, old: str | None, new: str | None) -> None:
+        self.seq += 1
         found = kind_of(path)
         if found is None:
             if new is not None:
@@ -141,17 +148,24 @@ class _Checker:
             self.report.cached += 1
             self.report.records += known
             return
-        try:
-            parsed = check_file(path, self.repo.blob(blob), guards=self.secrets)
-        except InvalidRecord as exc:
-            self.problem(path, commit, exc.reason)
-            return
-        count = len(parsed.records) or 1
-        self.report.records += count
-        self.proven.add(path, blob, count)
+        self.waiting[self.seq] = (commit, path, blob)
+        self.files.add(self.seq, path, blob)
+
+    def finish(self) -> None:
+        """Take in the verdicts on the files, and order the problems as the walk met them."""
+        for seq, reason, count in self.files.results():
+            commit, path, blob = self.waiting.pop(seq)
+            if reason is not None:
+                self.found.append((seq, Problem(path, commit, reason)))
+                continue
+            self.report.records += count
+            self.proven.add(path, blob, count)
+        self.found.sort(key=lambda item: item[0])
+        self.report.problems.extend(problem for _, problem in self.found)
+        self.found.clear()
 
     def problem(self, path: str, commit: str, reason: str) -> None:
-        self.report.problems.append(Problem(path, commit, reason))
+        self.found.append((self.seq, Problem(path, commit, reason)))
 
 
 def verify(
@@ -160,12 +174,19 @@ def verify(
     *,
     secrets: bool = False,
     cache: bool = True,
+    workers: int | None = None,
+    parallel_from: int = PARALLEL_FROM,
 ) -> Report:
-    """Check the state branch's files, its history and the heads this machine has seen."""
+    """Check the state branch's files, its history and the heads this machine has seen.
+
+    The format checks of files are shared among `workers` processes (default: the
+    cores, at most four) once the history holds `parallel_from` files to check.
+    """
     started = time.perf_counter()
     head = repo.require_head()
     report = Report(head=head)
-    checker = _Checker(repo, report, _Proven(repo, secrets, cache), secrets)
+    files = FileChecks(repo, secrets, workers or default_workers(), parallel_from)
+    checker = _Checker(repo, report, _Proven(repo, secrets, cache), files)
     commits = commits_oldest_first(repo, head)
     report.commits = len(commits)
     for number, commit in enumerate(commits, 1):
@@ -173,7 +194,8 @@ def verify(
             checker.change(commit, change.path, change.old, change.new)
         if progress is not None and (number % 500 == 0 or number == len(commits)):
             progress(number, len(commits))
-    _check_mutable_at_head(checker, head)
+    checker.finish()
+    _check_mutable_at_head(checker, head, secrets)
     _check_witnesses(repo, head, set(commits), report)
     checker.proven.save()
     repo.witness(head)
@@ -194,10 +216,12 @@ def check_commits(repo: StateRepo, commits: Iterable[str]) -> list[Problem]:
     """The problems `commits` (oldest first) bring, judged as the hooks judge a push:
     invalid or unknown files, secrets, add-only records modified or deleted."""
     report = Report(head="")
-    checker = _Checker(repo, report, _Proven(repo, secrets=True, enabled=False), secrets=True)
+    files = FileChecks(repo, secrets=True, workers=1, threshold=0)
+    checker = _Checker(repo, report, _Proven(repo, secrets=True, enabled=False), files)
     for commit in commits:
         for change in changes_of(repo, commit):
             checker.change(commit, change.path, change.old, change.new)
+    checker.finish()
     return report.problems
 
 
@@ -217,7 +241,7 @@ def _mutable_candidates(repo: StateRepo, head: str) -> Iterator[tuple[str, str]]
             yield top, sha.decode("ascii")
 
 
-def _check_mutable_at_head(checker: _Checker, head: str) -> None:
+def _check_mutable_at_head(checker: _Checker, head: str, secrets: bool) -> None:
     repo, report = checker.repo, checker.report
     for path, blob_id in _mutable_candidates(repo, head):
         found = kind_of(path)
@@ -225,7 +249,7 @@ def _check_mutable_at_head(checker: _Checker, head: str) -> None:
             continue
         report.files += 1
         try:
-            check_file(path, repo.blob(blob_id), guards=checker.secrets)
+            check_file(path, repo.blob(blob_id), guards=secrets)
         except InvalidRecord as exc:
             report.problems.append(Problem(path, _last_change(repo, head, path), exc.reason))
 

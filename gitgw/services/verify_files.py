@@ -1,0 +1,122 @@
+"""The format check of the files `verify` found in history, in this process or in a few.
+
+Checking a file (read the blob, parse, schema, digest, place) depends only on its path
+and its bytes, never on another file, so the files of a long history can be shared
+out among processes and the verdicts put back in history order. The history walk and
+every add-only and rewrite check stay in the calling process; only this part, most of
+a first run's time, is shared out, once there are enough files to gain from it.
+
+Workers are forked, so they start in milliseconds with gitgw already imported and
+its validators built; each opens the repository itself rather than sharing the
+parent's open files. Forking is safe only from a process with a single thread (a
+thread holding a lock at the fork would leave it held in the child), such as the CLI,
+and on Linux (macOS's system libraries do not support it): anywhere else the files
+are checked in this process, as they are on small histories.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+from gitgw.concepts.checks import check_file
+from gitgw.errors import InvalidRecord
+from gitgw.state import StateRepo
+
+__all__ = ["PARALLEL_FROM", "FileChecks", "Verdict", "Wanted", "check_files", "default_workers"]
+
+Wanted = tuple[int, str, str]  # (sequence number, path, blob id)
+Verdict = tuple[int, str | None, int]  # (sequence number, reason or None, records)
+
+PARALLEL_FROM = 4_000  # files to check before worker processes are worth starting
+_CHUNK = 500  # files per task: large enough that handing it over costs nothing
+
+
+def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> list[Verdict]:
+    """The verdict on each wanted file, in order."""
+    verdicts: list[Verdict] = []
+    for seq, path, blob in wanted:
+        try:
+            parsed = check_file(path, repo.blob(blob), guards=secrets)
+        except InvalidRecord as exc:
+            verdicts.append((seq, exc.reason, 0))
+            continue
+        verdicts.append((seq, None, len(parsed.records) or 1))
+    return verdicts
+
+
+_opened: dict[str, StateRepo] = {}  # in a worker: the repository, opened once
+
+
+def _check_in_worker(where: str, wanted: list[Wanted], secrets: bool) -> list[Verdict]:
+    repo = _opened.get(where)
+    if repo is None:
+        repo = _opened[where] = StateRepo.discover(Path(where))
+    return check_files(repo, wanted, secrets)
+
+
+def default_workers() -> int:
+    """How many processes check files on a large history: the cores, at most four; one
+    where forking is not safe."""
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+class FileChecks:
+    """Files handed in as the walk finds them; verdicts out once the walk is done.
+
+    With one worker every file is checked here when `results` is called. With more,
+    files go out in chunks as they arrive, once there are enough to be worth it.
+    """
+
+    def __init__(self, repo: StateRepo, secrets: bool, workers: int, threshold: int) -> None:
+        self._repo = repo
+        self._secrets = secrets
+        self._workers = workers
+        self._threshold = threshold
+        self._pending: list[Wanted] = []
+        self._futures: list[Future[list[Verdict]]] = []
+        self._pool: ProcessPoolExecutor | None = None
+        self._seen = 0
+
+    def add(self, seq: int, path: str, blob: str) -> None:
+        """Check `path` (blob `blob`); its verdict carries `seq`."""
+        self._pending.append((seq, path, blob))
+        self._seen += 1
+        if self._shared() and len(self._pending) >= _CHUNK:
+            self._send()
+
+    def _shared(self) -> bool:
+        return self._workers > 1 and self._seen >= self._threshold
+
+    def _send(self) -> None:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self._workers, mp_context=multiprocessing.get_context("fork")
+            )
+        where = str(self._repo.path)
+        self._futures.append(
+            self._pool.submit(_check_in_worker, where, self._pending, self._secrets)
+        )
+        self._pending = []
+
+    def results(self) -> Iterator[Verdict]:
+        """Every verdict, in the order the files were added."""
+        if not self._shared():
+            yield from check_files(self._repo, self._pending, self._secrets)
+            return
+        try:
+            if self._pending:
+                self._send()
+            for future in self._futures:
+                yield from future.result()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
