@@ -33,6 +33,7 @@ from gitgw.errors import GitgwError, InvalidRecord
 from gitgw.records import KINDS, json_schemas, kind_of
 from gitgw.services.verify_files import PARALLEL_FROM, FileChecks, default_workers
 from gitgw.state import StateRepo, changes_of, commits_oldest_first
+from gitgw.state.history import commits_since
 
 __all__ = ["Problem", "Report", "check_incoming", "verify"]
 
@@ -208,8 +209,8 @@ def check_incoming(repo: StateRepo, known: Iterable[str], incoming: str) -> list
     files, unknown paths, and add-only records modified or deleted (what the hooks refuse)."""
     seen: set[str] = set()
     for head in known:
-        seen |= set(commits_oldest_first(repo, head))
-    return check_commits(repo, [c for c in commits_oldest_first(repo, incoming) if c not in seen])
+        seen |= repo.ancestors(head)
+    return check_commits(repo, commits_since(repo, incoming, seen))
 
 
 def check_commits(repo: StateRepo, commits: Iterable[str]) -> list[Problem]:

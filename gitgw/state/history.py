@@ -47,9 +47,7 @@ def commits_oldest_first(repo: StateRepo, head: str) -> list[str]:
             continue
         state[sha] = 1
         stack.append((sha, True))
-        commit = repo.trees.get(sha)
-        assert isinstance(commit, Commit)
-        for parent in reversed(commit.parents):
+        for parent in reversed(repo.parents(sha)):
             if not state.get(parent):
                 stack.append((parent, False))
     return [sha.decode("ascii") for sha in order]
@@ -73,9 +71,7 @@ def commits_since(repo: StateRepo, head: str, known: set[str]) -> list[str]:
             continue
         done.add(sha)
         stack.append((sha, True))
-        commit = repo.trees.get(sha.encode("ascii"))
-        assert isinstance(commit, Commit)
-        for parent in reversed(commit.parents):
+        for parent in reversed(repo.parents(sha.encode("ascii"))):
             name = parent.decode("ascii")
             if name not in done and name not in known:
                 stack.append((name, False))

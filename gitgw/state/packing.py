@@ -28,9 +28,7 @@ def _ancestors(repo: StateRepo, heads: Iterable[bytes]) -> set[bytes]:
         if sha in seen:
             continue
         seen.add(sha)
-        commit = repo.trees.get(sha)
-        if isinstance(commit, Commit):
-            stack.extend(commit.parents)
+        stack.extend(repo.parents(sha))
     return seen
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from dulwich.client import get_transport_and_path
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository, SendPackError
+from dulwich.object_store import ObjectStoreGraphWalker
 from dulwich.objects import ObjectID
 from dulwich.pack import UnpackedObject, pack_objects_to_data
 from dulwich.refs import Ref
@@ -99,8 +100,12 @@ def fetch(repo: StateRepo, remote: str) -> str | None:
         sha = refs.get(ref)
         return [sha] if sha and sha != _ZERO and ObjectID(sha) not in store else []
 
+    target: Any = repo.dulwich_repo
+    offered = _remote_heads_we_have(repo, remote)
+    if offered:
+        target = _Offering(repo.dulwich_repo, offered)
     try:
-        result = client.fetch(path, repo.dulwich_repo, determine_wants=wants)
+        result = client.fetch(path, target, determine_wants=wants)
     except (OSError, HangupException, GitProtocolError, NotGitRepository) as exc:
         raise _unreachable(url, exc) from exc
     head: bytes | None = result.refs.get(ref)
@@ -110,6 +115,35 @@ def fetch(repo: StateRepo, remote: str) -> str | None:
     if tracking is not None:
         repo.dulwich_repo.refs[tracking] = ObjectID(head)
     return head.decode("ascii")
+
+
+def _remote_heads_we_have(repo: StateRepo, remote: str) -> list[ObjectID]:
+    """Commits known to be on the remote that are here too: what a fetch offers."""
+    tracking = _tracking(repo, remote)
+    heads = [last_synced(repo, remote), repo.ref_value(tracking.decode()) if tracking else None]
+    store = repo.dulwich_repo.object_store
+    found = {ObjectID(h.encode("ascii")) for h in heads if h}
+    return sorted(sha for sha in found if sha in store)
+
+
+class _Offering:
+    """The repository as a fetch sees it, offering only commits the remote already has.
+
+    By default a fetch offers every local commit, newest first, until the server has
+    seen enough, which walks the whole history on every sync. Offering the remote heads
+    this repository already holds is enough for the server to send only what is new;
+    after a rewrite on the remote it sends more, never less.
+    """
+
+    def __init__(self, repo: Any, heads: list[ObjectID]) -> None:
+        self._repo = repo
+        self._heads = heads
+
+    def get_graph_walker(self, heads: Any = None) -> ObjectStoreGraphWalker:
+        return ObjectStoreGraphWalker(self._heads, lambda sha: [])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._repo, name)
 
 
 def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:

@@ -81,6 +81,9 @@ class StateRepo:
         self.trees = TreeStore(repo.object_store)
         self.identity = _identity(repo)
         self.retries = 0  # compare-and-swap attempts lost to other writers, for benchmarks
+        # Commits never change, so their parents are cached for the life of the handle:
+        # history walks (ancestry, sync, the daemon) read each commit's header once.
+        self._parents: dict[bytes, tuple[bytes, ...]] = {}
 
     # -- opening -------------------------------------------------------------------------
 
@@ -223,6 +226,23 @@ class StateRepo:
         """The bytes of one blob."""
         return self.trees.blob(blob_id.encode("ascii"))
 
+    def parents(self, commit_id: bytes) -> tuple[bytes, ...]:
+        """The parents of a commit (hex ids as bytes), read from its header alone."""
+        found = self._parents.get(commit_id)
+        if found is None:
+            type_num, raw = self.trees.raw(commit_id)
+            if type_num != Commit.type_num:
+                raise GitgwError(f"{commit_id.decode('ascii')} is not a commit")
+            # A commit starts `tree <id>` then one `parent <id>` line per parent.
+            parents = []
+            at = raw.index(b"\n") + 1
+            while raw.startswith(b"parent ", at):
+                end = raw.index(b"\n", at)
+                parents.append(raw[at + 7 : end])
+                at = end + 1
+            found = self._parents[commit_id] = tuple(parents)
+        return found
+
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Whether `ancestor` is reachable from `descendant` (or equal to it)."""
         seen: set[bytes] = set()
@@ -235,7 +255,7 @@ class StateRepo:
             if sha in seen:
                 continue
             seen.add(sha)
-            stack.extend(self._commit(sha).parents)
+            stack.extend(self.parents(sha))
         return False
 
     def ahead_behind(self, ours: str, theirs: str) -> tuple[int, int]:
@@ -254,7 +274,7 @@ class StateRepo:
             sha = stack.pop()
             if sha not in seen:
                 seen.add(sha)
-                stack.extend(self._commit(sha).parents)
+                stack.extend(self.parents(sha))
         return seen
 
     def ref_value(self, ref: str) -> str | None:
