@@ -21,6 +21,7 @@ timed in the same run.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -141,8 +142,9 @@ def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[byt
 
 
 def _p(values: list[float], q: float) -> float:
+    """The nearest-rank percentile: the smallest value at least `q` of them do not exceed."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def bench_daemon(root: Path, sizes: Sizes, table: Table) -> None:
@@ -224,8 +226,17 @@ def _latency(agent: Path, logs: Logs, count: int, table: Table) -> None:
         "push -> first step, p99", f"{p99 * 1000:.0f} ms", f"<= {TARGET_P99_S * 1000:.0f} ms",
         p99 <= TARGET_P99_S,
     )  # fmt: skip
+    slowest = ", ".join(
+        f"#{i + 1}: {v * 1000:.0f} ms (push {pushes[i] * 1000:.0f})"
+        for i, v in _slowest(latencies, 3)
+    )
+    table.add("  slowest pushes", slowest)
     table.add("  baseline: the `git push` alone, median", f"{base * 1000:.0f} ms")
     table.add("  gitgw's share (p50 minus the push)", f"{(p50 - base) * 1000:.0f} ms")
+
+
+def _slowest(values: list[float], count: int) -> list[tuple[int, float]]:
+    return sorted(enumerate(values), key=lambda item: -item[1])[:count]
 
 
 def _burst(agent: Path, state: Path, logs: Logs, count: int, table: Table) -> None:

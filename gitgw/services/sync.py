@@ -13,6 +13,8 @@ the records the rewrite altered (the fetched head stays in the remote-tracking r
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass, field
 
 from gitgw._clock import Clock, default_clock
@@ -82,6 +84,9 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
             result.pushed = True
             result.action = "pushed" if result.action == "up-to-date" else result.action + "+pushed"
             return result
+        # Someone pushed first (a busy daemon writes several commits a second): back off
+        # a random, growing while, so two writers do not keep colliding in step.
+        time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))
     raise Contention(
         f"{remote} kept moving; gave up after {_ATTEMPTS} attempts",
         "your local state is intact; run `gitgw sync` again",
