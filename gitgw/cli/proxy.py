@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -15,7 +16,7 @@ from gitgw.proxy import ProxySettings
 from gitgw.proxy.serve import Serving, serve_forever
 from gitgw.services.gateway import Gateway
 
-__all__ = ["command", "curl_example", "run_proxy"]
+__all__ = ["command", "curl_example", "run_proxy", "serve_options"]
 
 
 def curl_example(serving: Serving, model: str) -> str:
@@ -51,18 +52,33 @@ def run_proxy(
     echo("gitgw proxy: stopped; every receipt is on the state branch")
 
 
+def serve_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of every command that serves the proxy: --host, --port,
+    --upstream-timeout."""
+    options = [
+        click.option(
+            "--host", help="The address to listen on [default: proxy.host in gitgw.yaml]."
+        ),
+        click.option(
+            "--port",
+            type=click.IntRange(0, 65535),
+            help="The port [default: proxy.port in gitgw.yaml].",
+        ),
+        click.option(
+            "--upstream-timeout",
+            type=click.FloatRange(min=0.1),
+            default=120.0,
+            show_default=True,
+            help="Seconds without a byte from an upstream before it counts as hung.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command("proxy")
-@click.option("--host", help="The address to listen on [default: proxy.host in gitgw.yaml].")
-@click.option(
-    "--port", type=click.IntRange(0, 65535), help="The port [default: proxy.port in gitgw.yaml]."
-)
-@click.option(
-    "--upstream-timeout",
-    type=click.FloatRange(min=0.1),
-    default=120.0,
-    show_default=True,
-    help="Seconds without a byte from an upstream before it counts as hung.",
-)
+@serve_options
 def command(host: str | None, port: int | None, upstream_timeout: float) -> None:
     """Serve the OpenAI-compatible proxy: routes by trust level, a receipt per call.
 

@@ -10,7 +10,7 @@ import click
 from gitgw.cli._logs import configure_logging
 from gitgw.cli._output import echo
 from gitgw.cli._repo import settings
-from gitgw.cli.proxy import curl_example
+from gitgw.cli.proxy import curl_example, serve_options
 from gitgw.daemon import Daemon, run_forever
 from gitgw.proxy import ProxySettings
 from gitgw.proxy.serve import Serving
@@ -55,17 +55,7 @@ def start_daemon(
 
 
 @click.command("start")
-@click.option("--host", help="The address to listen on [default: proxy.host in gitgw.yaml].")
-@click.option(
-    "--port", type=click.IntRange(0, 65535), help="The port [default: proxy.port in gitgw.yaml]."
-)
-@click.option(
-    "--upstream-timeout",
-    type=click.FloatRange(min=0.1),
-    default=120.0,
-    show_default=True,
-    help="Seconds without a byte from an upstream before it counts as hung.",
-)
+@serve_options
 @click.option("--json-logs", is_flag=True, help="Log JSON lines on stderr (for machines).")
 def command(host: str | None, port: int | None, upstream_timeout: float, json_logs: bool) -> None:
     """Run gitgw's engine: the proxy, Gitea webhooks and workflows, until stopped.

@@ -35,7 +35,7 @@ import httpx
 
 from gitgw.errors import GitgwError
 from gitgw.proxy import ProxySettings, create_app
-from gitgw.proxy.serve import SWITCH_INTERVAL_S, Serving, start
+from gitgw.proxy.serve import SWITCH_INTERVAL_S, Serving, start, stop_event
 from gitgw.services.deliveries import PushEvent
 from gitgw.services.engine import Engine, Job
 from gitgw.services.gateway import Gateway
@@ -259,11 +259,7 @@ class Daemon:
 async def run_forever(daemon: Daemon, *, ready: Callable[[Serving], None] | None = None) -> None:
     """Run `daemon` until SIGTERM or SIGINT, then stop it cleanly."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+    stop = stop_event(signal.SIGTERM, signal.SIGINT)
     serving = await daemon.start()
     try:
         if ready is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gitgw.proxy.bodies import BodyTooLarge, read_body
 from gitgw.proxy.errors import error_response, message_of
 from gitgw.proxy.keys import GATEWAY, METRICS
 from gitgw.proxy.upstream import OVERHEAD_HEADER, RECEIPT_HEADER, Call, call_routes
@@ -25,22 +26,6 @@ __all__ = ["chat_completions", "live", "metrics", "models", "ready"]
 
 _KINDS = {403: "permission_error", 404: "invalid_request_error", 503: "service_unavailable"}
 TRUST_HEADER = "x-gitgw-trust"
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise _too_large(length, limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit)
-        chunks.append(chunk)
 
 
 def _too_large(size: int, limit: int) -> RequestError:
@@ -105,7 +90,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     client = None
     try:
         client = gateway.authenticate(request.headers.get("Authorization"))
-        body = await _read_body(request, gateway.config.proxy.max_body_bytes)
+        limit = gateway.config.proxy.max_body_bytes
+        try:
+            body = await read_body(request, limit)
+        except BodyTooLarge as exc:
+            raise _too_large(exc.size, limit) from None
         prepared = gateway.prepare(body, client, request.headers.get(TRUST_HEADER))
     except RequestError as error:
         return await _reject(request, gateway, error, started, client)

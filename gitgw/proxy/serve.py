@@ -21,7 +21,7 @@ from gitgw.errors import GitgwError
 from gitgw.proxy import ProxySettings, create_app
 from gitgw.services.gateway import Gateway, is_loopback
 
-__all__ = ["Serving", "check_host", "serve_forever", "start"]
+__all__ = ["Serving", "check_host", "serve_forever", "start", "stop_event"]
 
 SWITCH_INTERVAL_S = 0.0002
 
@@ -88,6 +88,17 @@ async def start(
     return Serving(runner, host, int(bound[1]))
 
 
+def stop_event(*signals: signal.Signals) -> asyncio.Event:
+    """An event the running loop sets when one of `signals` arrives (where the platform
+    lets a loop handle signals)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
 async def serve_forever(
     gateway: Gateway,
     host: str,
@@ -104,10 +115,7 @@ async def serve_forever(
     """
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     serving = await start(gateway, host, port, settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    stop = stop_event(signal.SIGTERM)
     try:
         if ready is not None:
             ready(serving)

@@ -28,6 +28,7 @@ import os
 from aiohttp import web
 
 from gitgw.errors import GitgwError
+from gitgw.proxy.bodies import BodyTooLarge, read_body
 from gitgw.proxy.errors import error_response, message_of
 from gitgw.proxy.keys import DELIVERIES, GATEWAY, WEBHOOKS
 from gitgw.records.config import GiteaConfig
@@ -48,33 +49,11 @@ log = logging.getLogger("gitgw.webhooks")
 RETRY_AFTER_S = 30
 
 
-class _TooLarge(Exception):
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
-
-
 def _secret(config: GiteaConfig) -> bytes | None:
     if not config.webhook_secret_env:
         return None
     value = os.environ.get(config.webhook_secret_env)
     return value.encode("utf-8") if value else None
-
-
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    length = request.content_length
-    if length is not None and length > limit:
-        raise _TooLarge(length)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(size)
-        chunks.append(chunk)
 
 
 def _status(status: int, word: str) -> web.Response:
@@ -96,8 +75,8 @@ async def gitea(request: web.Request) -> web.StreamResponse:
     delivery = request.headers.get(DELIVERY_HEADER, "")
     event = request.headers.get(EVENT_HEADER, "")
     try:
-        body = await _read_body(request, config.max_body_bytes)
-    except _TooLarge as exc:
+        body = await read_body(request, config.max_body_bytes)
+    except BodyTooLarge as exc:
         return error_response(
             413,
             f"the delivery is over {config.max_body_bytes} bytes (at least {exc.size}); "
