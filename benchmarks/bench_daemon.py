@@ -205,6 +205,7 @@ def _latency(agent: Path, logs: Logs, count: int, table: Table) -> None:
     print(f"push to first step: {count} handoffs, one `git push` each", flush=True)
     latencies: list[float] = []
     pushes: list[float] = []
+    fired_at: list[float] = []  # when the engine had started the run
     while len(latencies) < count:
         _git("fetch", "--quiet", "origin", "+gitgw:gitgw", cwd=agent)
         handoff_id = _handoff(agent, f"Task {len(latencies)}")
@@ -219,6 +220,7 @@ def _latency(agent: Path, logs: Logs, count: int, table: Table) -> None:
         logs.wait(lambda e, r=run: e.get("run") == r and e.get("status") is not None)
         latencies.append(_stamp(step) - started)
         pushes.append(push_s)
+        fired_at.append(_stamp(fired) - started)
     p50, p99 = median(latencies), _p(latencies, 0.99)
     base = median(pushes)
     table.add("push -> first step, p50", f"{p50 * 1000:.0f} ms")
@@ -227,7 +229,7 @@ def _latency(agent: Path, logs: Logs, count: int, table: Table) -> None:
         p99 <= TARGET_P99_S,
     )  # fmt: skip
     slowest = ", ".join(
-        f"#{i + 1}: {v * 1000:.0f} ms (push {pushes[i] * 1000:.0f})"
+        f"#{i + 1}: {v * 1000:.0f} ms (push {pushes[i] * 1000:.0f}, fired {fired_at[i] * 1000:.0f})"
         for i, v in _slowest(latencies, 3)
     )
     table.add("  slowest pushes", slowest)
