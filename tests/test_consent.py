@@ -184,6 +184,30 @@ def test_the_ledger_answers_from_memory_and_follows_the_branch(state_repo: Path)
         assert fresh.decisive_at("provider:openai", moment) == written.entry
 
 
+def test_a_revocation_deleted_behind_the_hooks_back_fails_closed_while_serving(
+    state_repo: Path,
+) -> None:
+    with StateRepo.discover(state_repo) as repo, StateRepo.discover(state_repo) as writer:
+        grant(writer, "provider:openai", "internal")
+        revoked = revoke(writer, "provider:openai")
+        ledger = ConsentLedger(repo)
+        assert not ledger.check("provider:openai", "public").allowed
+        # Deleting the revocation with plain git would re-open the grant; a ledger that
+        # follows the branch must not fall for it.
+        original = writer.read(revoked.entry.path)
+        assert original is not None
+        writer.commit({revoked.entry.path: None}, "delete the revocation")
+        assert ledger.refresh() is True
+        decision = ledger.check("provider:openai", "public")
+        assert not decision.allowed
+        assert "modified or deleted" in decision.detail
+        assert not ledger.check("client:claude-code", "public").allowed  # all fail closed
+        # Putting it back restores the ledger.
+        writer.commit({revoked.entry.path: original}, "restore it")
+        ledger.refresh()
+        assert ledger.check("provider:openai", "public").why == "revoked"
+
+
 def _entry(clock: Clock, action: str, subject: str, **fields: Any) -> Entry:
     now = clock.now()
     record = ConsentEntry(

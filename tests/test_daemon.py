@@ -28,6 +28,7 @@ from gitgw.concepts.consent import grant
 from gitgw.concepts.runs import list_runs, show_run
 from gitgw.concepts.store import Store
 from gitgw.daemon import Daemon
+from gitgw.errors import GitgwError
 from gitgw.records import Request, Response, render
 from gitgw.services.deliveries import PushEvent
 from gitgw.services.engine import Engine
@@ -358,6 +359,36 @@ def test_a_workflow_on_every_path_never_triggers_itself(served: Path, running: R
     assert len(runs_of(served, "everything")) == 1
 
 
+def test_a_second_daemon_on_the_same_branch_is_refused(served: Path, running: Running) -> None:
+    gateway = Gateway(StateRepo.discover(served))
+    try:
+        with pytest.raises(GitgwError, match="already following branch gitgw"):
+            Engine(gateway).start()
+    finally:
+        gateway.close()
+
+
+def test_a_rewritten_branch_is_followed_without_firing_again(
+    served: Path, running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    new_handoff(served, "Fired once")
+    wait_for(finished(served, "review", 1), what="the first run")
+    # Someone rewrites the branch with plain git: the same tree under a new commit id,
+    # dropping the daemon's run records.
+    with StateRepo.discover(served) as repo:
+        head = repo.require_head()
+        first_run = repo.commit_info(head)
+        while "Gitgw-" in first_run.message:
+            first_run = repo.commit_info(first_run.parents[0])
+        rewritten = repo.commit_tree(
+            first_run.tree.encode(), list(first_run.parents), "reworded", head
+        )
+        assert rewritten is not None
+    wait_for(lambda: "the state branch was rewritten" in caplog.text, what="the warning")
+    time.sleep(1.0)
+    assert runs_of(served, "review") == []  # the rewrite dropped them; nothing ran again
+
+
 # -- webhooks -----------------------------------------------------------------------------
 
 
@@ -503,6 +534,7 @@ def test_a_schedule_fires_once_in_its_minute(served: Path) -> None:
         # A restart in the same minute remembers it fired.
         assert Engine(gateway).tick(datetime(2026, 11, 26, 9, 30, 50, tzinfo=UTC)) == []
         assert [r.status for r in runs_of(served, "hourly")] == ["succeeded"]
+        engine.close()
     finally:
         gateway.close()
 

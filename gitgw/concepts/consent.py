@@ -127,6 +127,12 @@ class Decision:
         return f"allowed by {entry.describe()}"
 
 
+TAMPERED = (
+    "an add-only consent entry was modified or deleted after it was added; restore it "
+    "(`gitgw verify` names the commit)"
+)
+
+
 class ConsentLedger:
     """The consent ledger of one state branch, folded in memory."""
 
@@ -164,12 +170,17 @@ class ConsentLedger:
         changed: dict[str, dict[str, Entry]] = {}  # subject -> entries added to it
         for path, before, after in self._repo.trees.diff(old_tree, new_tree, "consent/"):
             if before is not None:
-                damaged.pop(path, None)
                 if paths is None:
                     paths = {e.path: e.id for e in entries.values()}
-                gone = entries.pop(paths.pop(path, ""), None)
-                if gone is not None:
-                    changed.setdefault(gone.subject, {})
+                if path in paths:
+                    # Entries are add-only: one modified or deleted after it was added is
+                    # tampering that bypassed the hooks (deleting a revocation would
+                    # re-open a grant). Keep the entry and fail closed until it is back.
+                    damaged[path] = TAMPERED
+                    continue
+                damaged.pop(path, None)  # an unreadable file, replaced or removed
+            elif damaged.get(path) == TAMPERED:
+                damaged.pop(path)  # the entry is back
             if after is not None:
                 read = read_entry(path, self._repo.trees.blob(after))
                 if isinstance(read, str):

@@ -36,6 +36,7 @@ import httpx
 from gitgw.errors import GitgwError
 from gitgw.proxy import ProxySettings, create_app
 from gitgw.proxy.serve import SWITCH_INTERVAL_S, Serving, start, stop_event
+from gitgw.services.commands import kill_running
 from gitgw.services.deliveries import PushEvent
 from gitgw.services.engine import Engine, Job
 from gitgw.services.gateway import Gateway
@@ -47,6 +48,7 @@ __all__ = ["Daemon", "run_forever"]
 log = logging.getLogger("gitgw.daemon")
 
 GRACE_S = 10.0  # how long a stop waits for running jobs
+RETRY_S = 2.0  # how soon the engine tries again after a round failed
 
 
 class _Workers:
@@ -55,6 +57,7 @@ class _Workers:
     def __init__(self, count: int) -> None:
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._busy = 0
+        self.stopping = False  # set when the daemon stops: queued jobs are not started
         self._lock = threading.Condition()
         self._threads = [
             threading.Thread(target=self._work, name=f"gitgw-run-{n}", daemon=True)
@@ -71,6 +74,8 @@ class _Workers:
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             try:
+                if self.stopping:
+                    continue  # its run stays `started`; the next start closes it
                 job()
             except Exception:  # a job logs its own failures; this is the last resort
                 log.exception("a job failed")
@@ -91,6 +96,7 @@ class _Workers:
         return True
 
     def stop(self) -> None:
+        self.stopping = True
         for _ in self._threads:
             self._jobs.put(None)
 
@@ -147,8 +153,8 @@ class Daemon:
     def accept(self, event: PushEvent) -> bool:
         """Take a Gitea push for the engine; False when the queue is full (503)."""
         with self.inbox.cond:
-            if len(self.inbox.pushes) >= self.inbox.limit:
-                return False
+            if self.inbox.stop or len(self.inbox.pushes) >= self.inbox.limit:
+                return False  # 503: the delivery is forgotten, so a redelivery is taken
             self.inbox.pushes.append(event)
             self.inbox.cond.notify()
             return True
@@ -161,8 +167,8 @@ class Daemon:
             with inbox.cond:
                 while not (inbox.stop or inbox.moved or inbox.pushes or inbox.ticks or inbox.sync):
                     inbox.cond.wait()
-                if inbox.stop:
-                    return
+                if inbox.stop and not inbox.pushes:
+                    return  # pushes accepted (answered 202) are handled before stopping
                 moved, inbox.moved = inbox.moved, False
                 pushes = list(inbox.pushes)
                 inbox.pushes.clear()
@@ -172,14 +178,17 @@ class Daemon:
             try:
                 self._work(moved, pushes, ticks, wants_sync)
             except Exception:
-                log.exception("the engine failed on this round; it keeps following the branch")
+                log.exception("the engine failed on this round; it tries again in %.0f s", RETRY_S)
+                retry = threading.Timer(RETRY_S, self.wake)
+                retry.daemon = True
+                retry.start()
 
     def _work(
         self, moved: bool, pushes: list[PushEvent], ticks: list[datetime], wants_sync: bool
     ) -> None:
         state_repo = self.gateway.config.gitea.state_repo
         for push in pushes:
-            if state_repo is not None and push.repo == state_repo:
+            if push.repo == state_repo and push.branch == self.gateway.repo.branch:
                 log.info("Gitea push %s to the state repository: syncing", push.delivery)
                 wants_sync = True
             else:
@@ -248,12 +257,15 @@ class Daemon:
             self.inbox.cond.notify()
         if self._thread.is_alive():
             await asyncio.to_thread(self._thread.join)
+        self.workers.stopping = True  # what is queued and not started stays queued
         if not await asyncio.to_thread(self.workers.drain, GRACE_S):
-            log.warning("jobs still running after %.0f s; they will be closed as interrupted "
-                        "by the next start", GRACE_S)  # fmt: skip
+            killed = kill_running()
+            log.warning("jobs still running after %.0f s (%d command(s) killed); the next "
+                        "start closes their runs as interrupted", GRACE_S, killed)  # fmt: skip
         self.workers.stop()
         if self.serving is not None:
             await self.serving.stop()
+        self.engine.close()
 
 
 async def run_forever(daemon: Daemon, *, ready: Callable[[Serving], None] | None = None) -> None:

@@ -22,7 +22,11 @@ from typing import IO
 
 from gitgw.errors import GitgwError
 
-__all__ = ["Finished", "run_command"]
+__all__ = ["Finished", "kill_running", "run_command"]
+
+# The process groups of commands running now, so a stopping daemon can end them.
+_RUNNING: set[int] = set()
+_RUNNING_LOCK = threading.Lock()
 
 _STDERR_TAIL = 4 * 1024  # the end of a command's stderr kept for its error
 _REAP_S = 5.0  # how long to wait for a killed command's pipes to close
@@ -120,9 +124,13 @@ def run_command(
     stderr = _Capture(process.stderr, tail=_STDERR_TAIL)
     stdout.start()
     stderr.start()
+    with _RUNNING_LOCK:
+        _RUNNING.add(process.pid)
     try:
         timed_out = not _exited(process.pid, timeout)
     finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(process.pid)
         # The leader has exited (or is to be killed) but is not reaped yet, so its group
         # id cannot be reused: kill the whole group, then reap it. Nothing a command
         # started outlives its step.
@@ -150,3 +158,16 @@ def _exited(pid: int, timeout: float) -> bool:
             return False
         time.sleep(min(delay, left))
         delay = min(delay * 2, 0.05)
+
+
+def kill_running() -> int:
+    """Kill every command running now, with whatever it started; how many there were.
+
+    Their steps fail as killed. A stopping daemon calls this once its grace period is
+    over, so nothing a run started outlives gitgw.
+    """
+    with _RUNNING_LOCK:
+        groups = list(_RUNNING)
+    for pgid in groups:
+        _kill_group(pgid)
+    return len(groups)

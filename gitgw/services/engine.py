@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -100,6 +101,32 @@ class _Place:
         self.cursor_file = self.dir / f"{safe}.cursor"
         self.schedule_file = self.dir / f"{safe}.schedule.json"
         self.instance_file = self.dir / "instance"
+        self.lock_file = self.dir / f"{safe}.lock"
+
+    def lock(self, branch: str) -> IO[bytes]:
+        """Hold `<branch>.lock` for the life of the process: one daemon per branch.
+
+        Two would fire every event twice and close each other's runs as interrupted.
+        The lock is the kernel's (flock), so it is released when the process dies.
+        """
+        import fcntl  # POSIX only, like the daemon's signal handling
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_file, "a+b")  # noqa: SIM115 (held open: it is the lock)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().decode("ascii", "replace").strip() or "another process"
+            handle.close()
+            raise GitgwError(
+                f"another gitgw start is already following branch {branch} here (pid {holder})",
+                "stop it first; one daemon per state branch and repository",
+            ) from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()).encode("ascii"))
+        handle.flush()
+        return handle
 
     def instance(self, gateway: Gateway) -> str:
         try:
@@ -152,6 +179,13 @@ class Engine:
         self._known: set[str] | None = None
         self._recent: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.cursor = self.place.cursor()
+        self._lock: IO[bytes] | None = None
+
+    def close(self) -> None:
+        """Let another daemon follow the branch."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def context(self) -> RunContext:
@@ -170,6 +204,8 @@ class Engine:
         """Get ready to follow: on a first start, follow from the current head (nothing
         before it fires); load the workflows; close the runs this daemon left open.
         Returns the runs closed as interrupted."""
+        if self._lock is None:
+            self._lock = self.place.lock(self.repo.branch)
         head = self.repo.require_head()
         if self.cursor is None or not self.repo.has_object(self.cursor):
             if self.cursor is not None:
@@ -227,6 +263,19 @@ class Engine:
             self._known = self.repo.ancestors(self.cursor) if self.cursor else set()
         new = commits_since(self.repo, head, self._known)
         if not new:
+            self._advance(head)
+            return handled
+        if self.cursor and not any(
+            self.cursor.encode() in self.repo.parents(c.encode()) for c in new
+        ):
+            # The last handled commit is no longer in the branch's history: someone
+            # rewrote it. Its "new" commits are old ones under new ids; firing on them
+            # would run every job again. Follow from the new head instead, and say so.
+            message = "the state branch was rewritten (%s is gone from its history): %s"
+            log.warning(message, self.cursor[:12], f"following from {head[:12]}, firing nothing")
+            self._known = self.repo.ancestors(head)
+            self.workflows.refresh(self.repo, head)
+            self.gateway.refresh()
             self._advance(head)
             return handled
         changes = {commit: list(changes_of(self.repo, commit)) for commit in new}
@@ -295,11 +344,22 @@ class Engine:
         if event.kind == "request":
             request = Request.model_validate(event.data["request"])
             if self._mark("request", event.key):
-                fired.append(self._start_answer(request, event))
+                fired.extend(self._starting("request", event, self._start_answer, request))
         for name, workflow in self.workflows.matching(event):
             if self._mark(name, event.key):
-                fired.append(self._start_workflow(name, workflow, event))
+                fired.extend(self._starting(name, event, self._start_workflow, name, workflow))
         return fired
+
+    def _starting(
+        self, name: str, event: Event, start: Callable[..., Fired], *args: Any
+    ) -> list[Fired]:
+        # A job that could not be started (its started record not committed) is not
+        # fired: unmark it, so the commit is handled again on the next round.
+        try:
+            return [start(*args, event)]
+        except Exception:
+            self._recent.pop((name, event.key), None)
+            raise
 
     def _trigger(self, event: Event) -> dict[str, Any]:
         return event.describe() | {"daemon": self.instance}
@@ -312,8 +372,9 @@ class Engine:
             self.on_step(started.id, "answer")
             try:
                 response = requests.answer(self.gateway, request, started, transport=self.transport)
-            except Exception:
+            except Exception as exc:
                 log.exception("answering request %s failed", request.id)
+                self._close_failed(started, exc, request.id)
                 return
             log.info("request %s answered: %s", request.id, response.outcome)
 
@@ -329,8 +390,9 @@ class Engine:
         def job() -> None:
             try:
                 ended = execute_run(context, name, workflow, event, started)
-            except Exception:
+            except Exception as exc:
                 log.exception("workflow %s run %s crashed", name, started.id)
+                self._close_failed(started, exc)
                 return
             fields = {"workflow": name, "run": started.id, "status": ended.status}
             error = f": {ended.error}" if ended.error else ""
@@ -338,6 +400,19 @@ class Engine:
 
         self._submit(job)
         return Fired("workflow", name, started.id, event.key, event.commit)
+
+    def _close_failed(self, started: Run, exc: Exception, request_id: str | None = None) -> None:
+        """End a run whose job raised as `failed` with the reason (best effort: if even
+        that cannot be written, the next start closes it as interrupted)."""
+        reason = f"gitgw failed during this run: {exc}"
+        try:
+            if request_id is not None:
+                requests.failed_response(self.gateway, request_id, started, reason)
+            else:
+                store = self.gateway.store.signed(f"{requests.TRAILER}: {started.id}")
+                RunLedger(store).finish(started, "failed", error=reason)
+        except Exception:
+            log.exception("could not record run %s as failed", started.id)
 
     # -- events from outside the branch ---------------------------------------------------------
 

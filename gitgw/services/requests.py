@@ -25,7 +25,14 @@ from gitgw.render import render_string
 from gitgw.services.calls import CallResult, complete
 from gitgw.services.gateway import Gateway
 
-__all__ = ["TRAILER", "answer", "body_of", "interrupted_response", "start_answer"]
+__all__ = [
+    "TRAILER",
+    "answer",
+    "body_of",
+    "failed_response",
+    "interrupted_response",
+    "start_answer",
+]
 
 TRAILER = "Gitgw-Run"  # commits a run writes end with `Gitgw-Run: <run id>`
 
@@ -110,6 +117,12 @@ def interrupted_response(gateway: Gateway, request_id: str, started: Run) -> Res
         "again (commit a new request to retry)"
     )
     return _close(gateway, request_id, started, "interrupted", outcome="error", error=reason)
+
+
+def failed_response(gateway: Gateway, request_id: str, started: Run, reason: str) -> Response:
+    """Close a request run whose answering failed inside gitgw: the run ends `failed` and
+    the request gets an `error` response with the reason."""
+    return _close(gateway, request_id, started, "failed", outcome="error", error=reason)
 
 
 def _close(gateway: Gateway, request_id: str, started: Run, status: str, **answer: Any) -> Response:
