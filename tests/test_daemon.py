@@ -318,6 +318,33 @@ def test_a_request_without_consent_for_its_agent_is_answered_with_the_refusal(
     assert upstream.received == []
 
 
+def test_a_request_file_without_its_digest_is_answered_with_the_reason(
+    served: Path, running: Running, tmp_path: Path, git_daemon: GitServer,
+    upstream: FakeUpstream,
+) -> None:  # fmt: skip
+    work = clone(git_daemon, tmp_path / "checkout", bare=False)
+    request_id = "01M72EM2QRFWRBSZ2SR0FC3AE0"
+    path = work / "requests" / f"{request_id}.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        f'schema_version: 1\nid: "{request_id}"\ncreated: "2026-11-10T10:03:55.000Z"\n'
+        'agent: "ci-bot"\nmodel: "local"\nmessages: [{"role": "user", "content": "hi"}]\n'
+    )
+    git("add", ".", cwd=work)
+    git("commit", "--quiet", "-m", "a request written by hand", cwd=work)
+    push(work)
+
+    def answered() -> list[Response]:
+        with StateRepo.discover(served) as repo:
+            found = [p.records[0] for _, p in Store(repo).iter_kind("response")]
+        return [r for r in found if isinstance(r, Response) and r.request == request_id]
+
+    [answer] = wait_for(answered, what="the response")
+    assert answer.outcome == "error"
+    assert "has no digest" in (answer.error or "")
+    assert upstream.received == []
+
+
 # -- what must not fire ---------------------------------------------------------------------
 
 

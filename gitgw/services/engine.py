@@ -293,13 +293,30 @@ class Engine:
             for invalid in self.workflows.refresh(self.repo, commit):
                 log.error("workflow %s is invalid at %s, keeping its last valid version: %s",
                           invalid.path, invalid.commit[:12], invalid.reason)  # fmt: skip
-            if commit in bad or is_automatic(messages[commit]):
+            if is_automatic(messages[commit]):
+                continue
+            if commit in bad:
+                self._reject_requests(commit, changes[commit], problems)
                 continue
             for event in events_of(self.gateway.store, commit, changes[commit]):
                 handled.fired.extend(self.fire(event))
         self._known.update(new)
         self._advance(head)
         return handled
+
+    def _reject_requests(self, commit: str, changes: list[Change], problems: list[Problem]) -> None:
+        # An agent without HTTP access waits for a response: a request file that cannot be
+        # answered gets one saying why, instead of silence.
+        reasons = {p.path: p.reason for p in problems if p.commit == commit}
+        for change in changes:
+            found = kind_of(change.path)
+            if change.old is not None or found is None or found[0].name != "request":
+                continue
+            request_id = found[1]["id"]
+            if change.path in reasons and self._mark("request", f"request:{request_id}"):
+                reason = f"{change.path} {reasons[change.path]}"
+                requests.rejected_response(self.gateway, request_id, reason)
+                log.warning("request %s rejected: %s", request_id, reason)
 
     def _advance(self, head: str) -> None:
         self.cursor = head

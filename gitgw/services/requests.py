@@ -31,6 +31,7 @@ __all__ = [
     "body_of",
     "failed_response",
     "interrupted_response",
+    "rejected_response",
     "start_answer",
 ]
 
@@ -123,6 +124,19 @@ def failed_response(gateway: Gateway, request_id: str, started: Run, reason: str
     """Close a request run whose answering failed inside gitgw: the run ends `failed` and
     the request gets an `error` response with the reason."""
     return _close(gateway, request_id, started, "failed", outcome="error", error=reason)
+
+
+def rejected_response(gateway: Gateway, request_id: str, reason: str) -> Response:
+    """Answer a request file that is not valid (no digest, a bad field) with an `error`
+    response naming the problem; nothing is sent to a model."""
+    now = gateway.clock.now()
+    response = Response.model_validate(
+        {"id": gateway.clock.new_id(now), "request": request_id, "created": now,
+         "outcome": "error", "error": f"the request file is invalid: {reason}"}
+    )  # fmt: skip
+    store = gateway.store.signed(f"{TRAILER}: rejected {request_id}")
+    store.add(response, message=f"gitgw: request {request_id}: rejected")
+    return response
 
 
 def _close(gateway: Gateway, request_id: str, started: Run, status: str, **answer: Any) -> Response:
