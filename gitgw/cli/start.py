@@ -51,7 +51,7 @@ def start_daemon(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_forever(daemon, ready=ready))
-    echo("gitgw: stopped; every receipt is on the state branch, and every run record")
+    echo("gitgw: stopped; every receipt is on the state branch")
 
 
 @click.command("start")
