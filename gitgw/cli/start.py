@@ -71,6 +71,8 @@ def command(host: str | None, port: int | None, upstream_timeout: float, json_lo
     The daemon remembers the last commit it handled (under .git/gitgw/daemon/), so a
     restart resumes there and nothing fires twice; on a first start it follows from
     the current head. Runs a killed daemon left open are closed as interrupted.
+    One daemon follows a branch at a time: a second `gitgw start` on the same
+    repository and branch is refused.
 
     Logs are structured lines on stderr (--json-logs for JSON). SIGTERM or Ctrl-C stops
     it cleanly: running workflows get 10 s to finish, receipts are flushed.
