@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -16,7 +16,7 @@ from gitgw.proxy import ProxySettings
 from gitgw.proxy.serve import Serving, serve_forever
 from gitgw.services.gateway import Gateway
 
-__all__ = ["command", "curl_example", "run_proxy", "serve_options"]
+__all__ = ["command", "curl_example", "run_proxy", "serve_options", "serving_gateway"]
 
 
 def curl_example(serving: Serving, model: str) -> str:
@@ -50,6 +50,22 @@ def run_proxy(
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(gateway, host, port, proxy_settings, ready=ready))
     echo("gitgw proxy: stopped; every receipt is on the state branch")
+
+
+@contextlib.contextmanager
+def serving_gateway(
+    host: str | None, port: int | None, upstream_timeout: float
+) -> Iterator[tuple[Gateway, tuple[str, int], ProxySettings]]:
+    """The gateway of the selected state branch, where to listen (the options, else
+    gitgw.yaml's `proxy`) and the proxy's settings; the gateway is closed afterwards."""
+    current = settings()
+    gateway = Gateway.open(current.repo, current.branch)
+    try:
+        config = gateway.config.proxy
+        where = (host or config.host, config.port if port is None else port)
+        yield gateway, where, ProxySettings(read_timeout_s=upstream_timeout)
+    finally:
+        gateway.close()
 
 
 def serve_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -103,17 +119,6 @@ def command(host: str | None, port: int | None, upstream_timeout: float) -> None
       gitgw proxy --port 8741
       curl -s http://127.0.0.1:8741/v1/models
     """
-    current = settings()
-    gateway = Gateway.open(current.repo, current.branch)
-    try:
-        config = gateway.config.proxy
+    with serving_gateway(host, port, upstream_timeout) as (gateway, where, proxy_settings):
         first = next(iter(gateway.config.models), "MODEL")
-        run_proxy(
-            gateway,
-            host or config.host,
-            config.port if port is None else port,
-            ProxySettings(read_timeout_s=upstream_timeout),
-            example_model=first,
-        )
-    finally:
-        gateway.close()
+        run_proxy(gateway, *where, proxy_settings, example_model=first)

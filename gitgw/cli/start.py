@@ -9,8 +9,7 @@ import click
 
 from gitgw.cli._logs import configure_logging
 from gitgw.cli._output import echo
-from gitgw.cli._repo import settings
-from gitgw.cli.proxy import curl_example, serve_options
+from gitgw.cli.proxy import curl_example, serve_options, serving_gateway
 from gitgw.daemon import Daemon, run_forever
 from gitgw.proxy import ProxySettings
 from gitgw.proxy.serve import Serving
@@ -82,16 +81,5 @@ def command(host: str | None, port: int | None, upstream_timeout: float, json_lo
       gitgw start --port 8741
       git push origin gitgw          # from a clone: workflows fire within a second
     """
-    current = settings()
-    gateway = Gateway.open(current.repo, current.branch)
-    try:
-        config = gateway.config.proxy
-        start_daemon(
-            gateway,
-            host or config.host,
-            config.port if port is None else port,
-            ProxySettings(read_timeout_s=upstream_timeout),
-            json_logs=json_logs,
-        )
-    finally:
-        gateway.close()
+    with serving_gateway(host, port, upstream_timeout) as (gateway, where, proxy_settings):
+        start_daemon(gateway, *where, proxy_settings, json_logs=json_logs)

@@ -240,13 +240,18 @@ class RunLedger:
 
     def start(self, kind: str, **fields: Any) -> Run:
         """Record that a run started (`fields` as in `Run`); returns the record."""
+        run = self.begin(kind, **fields)
+        self.record(run)
+        return run
+
+    def begin(self, kind: str, **fields: Any) -> Run:
+        """The record that a run started, not yet written (its id is needed first, e.g.
+        to sign the commits the run makes)."""
         now = self.clock.now()
-        run = Run.model_validate(
+        return Run.model_validate(
             {"id": self.clock.new_id(now), "kind": kind, "status": "started", "started": now}
             | fields
         )
-        self.record(run)
-        return run
 
     def finish(self, started: Run, status: str, **details: Any) -> Run:
         """Record how a started run ended (`succeeded`, `failed` or `interrupted`);

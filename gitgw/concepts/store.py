@@ -41,6 +41,9 @@ class Unreadable:
 # Ends the message of every commit gitgw's batching writer makes (receipt batches): the
 # daemon fires no workflows on what gitgw wrote by itself.
 WRITER_TRAILER = "Gitgw-Writer: receipts"
+# Ends the message of every commit a run makes (`Gitgw-Run: <run id>`): the daemon fires
+# no workflows on what a run wrote.
+RUN_TRAILER = "Gitgw-Run"
 
 
 class Store:
@@ -60,6 +63,10 @@ class Store:
         knows the commits a run wrote and never fires workflows on them.
         """
         return Store(self.repo, self.clock, trailer=trailer)
+
+    def for_run(self, run_id: str) -> Store:
+        """The store a run writes through: every commit signed `Gitgw-Run: <run_id>`."""
+        return self.signed(f"{RUN_TRAILER}: {run_id}")
 
     def _message(self, message: str) -> str:
         return message if self.trailer is None else f"{message}\n\n{self.trailer}"
@@ -150,4 +157,4 @@ def _kind_name(path: str) -> str | None:
     return None if found is None else found[0].name
 
 
-__all__ += ["CONFIG_PATH", "WRITER_TRAILER"]
+__all__ += ["CONFIG_PATH", "RUN_TRAILER", "WRITER_TRAILER"]

@@ -239,7 +239,7 @@ class Engine:
             log.warning("request %s was being answered when the daemon stopped; closed as "
                         "interrupted (not sent again)", key.split(":", 1)[1])  # fmt: skip
             return started
-        store = self.gateway.store.signed(f"{requests.TRAILER}: {started.id}")
+        store = self.gateway.store.for_run(started.id)
         ended = RunLedger(store).finish(
             started,
             "interrupted",
@@ -426,7 +426,7 @@ class Engine:
             if request_id is not None:
                 requests.failed_response(self.gateway, request_id, started, reason)
             else:
-                store = self.gateway.store.signed(f"{requests.TRAILER}: {started.id}")
+                store = self.gateway.store.for_run(started.id)
                 RunLedger(store).finish(started, "failed", error=reason)
         except Exception:
             log.exception("could not record run %s as failed", started.id)

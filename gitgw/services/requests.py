@@ -26,7 +26,6 @@ from gitgw.services.calls import CallResult, complete
 from gitgw.services.gateway import Gateway
 
 __all__ = [
-    "TRAILER",
     "answer",
     "body_of",
     "failed_response",
@@ -34,8 +33,6 @@ __all__ = [
     "rejected_response",
     "start_answer",
 ]
-
-TRAILER = "Gitgw-Run"  # commits a run writes end with `Gitgw-Run: <run id>`
 
 
 def body_of(request: Request) -> dict[str, Any]:
@@ -52,19 +49,10 @@ def body_of(request: Request) -> dict[str, Any]:
 
 def start_answer(gateway: Gateway, request: Request, trigger: dict[str, Any]) -> Run:
     """Record that answering `request` started (before any model is called)."""
-    now = gateway.clock.now()
-    started = Run.model_validate(
-        {
-            "id": gateway.clock.new_id(now),
-            "kind": "request",
-            "status": "started",
-            "model": request.model,
-            "trigger": trigger,
-            "config_commit": gateway.loaded.commit,
-            "started": now,
-        }
+    started = RunLedger(gateway.store).begin(
+        "request", model=request.model, trigger=trigger, config_commit=gateway.loaded.commit
     )
-    RunLedger(gateway.store.signed(f"{TRAILER}: {started.id}")).record(started)
+    RunLedger(gateway.store.for_run(started.id)).record(started)
     return started
 
 
@@ -134,7 +122,7 @@ def rejected_response(gateway: Gateway, request_id: str, reason: str) -> Respons
         {"id": gateway.clock.new_id(now), "request": request_id, "created": now,
          "outcome": "error", "error": f"the request file is invalid: {reason}"}
     )  # fmt: skip
-    store = gateway.store.signed(f"{TRAILER}: rejected {request_id}")
+    store = gateway.store.for_run(f"rejected {request_id}")
     store.add(response, message=f"gitgw: request {request_id}: rejected")
     return response
 
@@ -146,7 +134,7 @@ def _close(gateway: Gateway, request_id: str, started: Run, status: str, **answe
         {"id": gateway.clock.new_id(now), "request": request_id, "created": now,
          "run": started.id} | answer
     )  # fmt: skip
-    store = gateway.store.signed(f"{TRAILER}: {started.id}")
+    store = gateway.store.for_run(started.id)
     receipts = [response.receipt] if response.receipt else []
     ended = RunLedger(store).ended(started, status, receipts=receipts, error=response.error)
     store.add(response, ended, message=f"gitgw: request {request_id}: {response.outcome}")

@@ -62,11 +62,9 @@ from gitgw.services.calls import complete
 from gitgw.services.commands import run_command
 from gitgw.services.gateway import Gateway
 from gitgw.services.gitea import CommitState, client_from_config
-from gitgw.services.requests import TRAILER  # every commit of a run: `Gitgw-Run: <id>`
 
 __all__ = [
     "OUTPUT_LIMIT",
-    "TRAILER",
     "RunContext",
     "StepFailed",
     "execute_run",
@@ -94,7 +92,7 @@ class StepFailed(GitgwError):
 
 
 def _store(ctx: RunContext, run_id: str) -> Store:
-    return ctx.gateway.store.signed(f"{TRAILER}: {run_id}")
+    return ctx.gateway.store.for_run(run_id)
 
 
 def _event_level(event: Event) -> str | None:
@@ -117,21 +115,15 @@ def _highest(*levels: str | None) -> str | None:
 def start_run(ctx: RunContext, name: str, workflow: Workflow, event: Event) -> Run:
     """Write the run's `started` record (before any step runs) and return it."""
     gateway = ctx.gateway
-    now = gateway.clock.now()
     trigger = event.describe()
     if ctx.daemon is not None:
         trigger["daemon"] = ctx.daemon
-    started = Run.model_validate(
-        {
-            "id": gateway.clock.new_id(now),
-            "kind": "workflow",
-            "status": "started",
-            "workflow": name,
-            "trigger": trigger,
-            "level": _event_level(event),
-            "config_commit": gateway.loaded.commit,
-            "started": now,
-        }
+    started = RunLedger(gateway.store).begin(
+        "workflow",
+        workflow=name,
+        trigger=trigger,
+        level=_event_level(event),
+        config_commit=gateway.loaded.commit,
     )
     RunLedger(_store(ctx, started.id)).record(started)
     return started
