@@ -29,13 +29,15 @@ from gitgw.concepts.context import (
 from gitgw.concepts.receipts import ReceiptLog, query
 from gitgw.concepts.store import Store
 from gitgw.errors import BranchCheckedOut
-from gitgw.records import Receipt
+from gitgw.records import Receipt, jsonl_lines, parse_file
 from gitgw.records.receipt import Route, Usage
+from gitgw.services.gateway import Attempt, Gateway, Outcome
 from gitgw.state import StateRepo
 from tests.conftest import branch_head as head
 from tests.conftest import envelope_data as data
 from tests.conftest import git
 from tests.conftest import run_on as cli
+from tests.fakeupstream import write_config
 
 MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "You review code."},
@@ -228,7 +230,7 @@ _CHILD = textwrap.dedent(
     import os, sys, time
     from gitgw.concepts.receipts import ReceiptLog
     from gitgw.concepts.store import Store
-    from gitgw.records import Receipt
+    from gitgw.records import Receipt, jsonl_lines, parse_file
     from gitgw.state import StateRepo
 
     receipt = Receipt.model_validate_json(sys.stdin.read())
@@ -422,3 +424,82 @@ def test_a_receipt_with_a_broken_digest_is_named(state_repo: Path, clone: Path) 
     shown = cli(state_repo, "receipts", "show", receipt.id)
     assert shown.exit_code == 1
     assert "digest does not match its content" in shown.stderr
+
+
+_SHAPES: list[dict[str, Any]] = [
+    {"model": "local", "messages": MESSAGES},
+    # Quotes, backslashes, control characters, non-ASCII and emoji: every escape JSON has.
+    {
+        "model": "chat",
+        "messages": [
+            {"role": "system", "content": 'say "hi"\\n\ttab\x01 é ü 漢字 🙂 \u2028'},
+            {"role": "user", "content": [{"type": "text", "text": "part one"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"b": 1, "a": [2]}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+        ],
+    },
+    # Personal data: a rule name in the receipt, hosted candidates rejected with reasons.
+    {"model": "chat", "messages": [{"role": "user", "content": "mail ana@example.org"}]},
+    {"model": "hosted-first", "messages": [{"role": "user", "content": "hello"}]},
+]
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_every_receipt_line_the_proxy_writes_is_canonical_and_verifies(
+    state_repo: Path, capture: bool
+) -> None:
+    # The proxy writes a receipt's canonical JSON directly (no dict, no sorting): each
+    # line must be exactly what canonical_json makes of its own content, and check out.
+    write_config(state_repo, "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1", capture=capture)
+    gateway = Gateway(StateRepo.discover(state_repo))
+    answer = json.dumps({"usage": {"total_tokens": 8, "prompt_tokens": 5}}).encode()
+    outcomes = [
+        lambda p: Outcome("ok", route=p.plan.routes[0], answer=answer, latency_ms=12.5),
+        lambda p: Outcome(
+            "upstream_error",
+            failed=[Attempt("local", "llama-local", 'HTTP 502: "bad" \\ gateway')],
+            detail="every route failed: ünïcode \x7f",
+            latency_ms=0.001,
+            overhead_ms=1e-05,
+        ),
+        lambda p: Outcome("ok", route=p.plan.routes[0], usage={"completion_tokens": 3}),
+        lambda p: Outcome("interrupted", overhead_ms=3.0, latency_ms=1234567.891),
+    ]
+    count = 0
+    for shape in _SHAPES:
+        prepared = gateway.prepare(json.dumps(shape).encode(), "cli-ana")
+        for outcome in outcomes:
+            if prepared.plan is None or not prepared.plan.routes:
+                gateway.record(prepared, Outcome("refused", detail="no route"))
+            else:
+                gateway.record(prepared, outcome(prepared))
+            count += 1
+    gateway.flush()
+    with StateRepo.discover(state_repo) as repo:
+        batches = [path for path, _ in repo.walk("receipts")]
+        lines = [
+            line
+            for path in batches
+            for line in jsonl_lines((repo.read(path) or b"").decode("utf-8"))
+        ]
+        for path in batches:
+            parse_file(path, repo.read(path) or b"")  # schema, digest, place
+    gateway.close()
+    assert len(lines) == count
+    for line in lines:
+        content = json.loads(line)
+        content.pop("digest")
+        assert line.encode("utf-8").startswith(canonical_json(content)[:-1])
+        assert line.endswith(f',"digest":"{compute_digest(content)}"}}')
+    captured = [json.loads(line)["context"][0].get("content") for line in lines]
+    assert any(captured) == capture

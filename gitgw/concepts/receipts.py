@@ -26,7 +26,7 @@ from gitgw._canonical import canonical_json
 from gitgw.concepts.index import Index, IndexSpec
 from gitgw.concepts.store import Store
 from gitgw.errors import GitgwError
-from gitgw.records import LEVEL_RANK, LEVELS, Receipt, parse_file
+from gitgw.records import LEVEL_RANK, LEVELS, Receipt, jsonl_lines, parse_file
 from gitgw.state import BatchWriter, StateRepo
 
 __all__ = [
@@ -123,7 +123,7 @@ def _apply(db: sqlite3.Connection, path: str, data: bytes | None) -> None:
     if data is None:
         return
     rows = []
-    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+    for number, line in enumerate(jsonl_lines(data.decode("utf-8", "replace")), 1):
         row = _row(path, number, line)
         if row is not None:
             rows.append(row)

@@ -29,7 +29,16 @@ from gitgw.records.request import Request, Response
 from gitgw.records.run import Run
 from gitgw.records.workflow import Workflow
 
-__all__ = ["KINDS", "Kind", "Parsed", "kind_named", "kind_of", "parse_file", "render"]
+__all__ = [
+    "KINDS",
+    "Kind",
+    "Parsed",
+    "jsonl_lines",
+    "kind_named",
+    "kind_of",
+    "parse_file",
+    "render",
+]
 
 Form = Literal["record", "jsonl", "markdown", "document", "opaque"]
 
@@ -186,6 +195,15 @@ def _split_markdown(path: str, text: str) -> tuple[str, str]:
     return text[4 : end + 1], text[end + 5 :]
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text. Only a line feed ends one: a JSON string may hold
+    U+2028 and the other characters `str.splitlines` also breaks at."""
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
 def parse_file(path: str, data: bytes) -> Parsed:
     """Read and fully check one file: its kind, format, schema, digest and place.
 
@@ -207,7 +225,7 @@ def parse_file(path: str, data: bytes) -> Parsed:
             # The place of a batch line depends on the file's path alone (the lines of a
             # batch do not name it), so checking it on the first line checks every line.
             by_path = "handoff" not in parts
-            for number, line in enumerate(text.splitlines(), 1):
+            for number, line in enumerate(jsonl_lines(text), 1):
                 loaded = load_json(line)
                 if not isinstance(loaded, dict):
                     raise InvalidRecord(path, f"line {number}: is not a JSON object")

@@ -47,7 +47,7 @@ from gitgw.services.gateway_request import (
     RequestError,
     prepare_request,
 )
-from gitgw.services.receipt_lines import batch_file, guard_text, receipt_data, receipt_line
+from gitgw.services.receipt_lines import batch_file, guard_text, receipt_line
 from gitgw.state import BatchWriter, StateRepo
 
 __all__ = [
@@ -281,7 +281,7 @@ class Gateway:
             outcome.receipt_id = prepared.receipt_id
         elif outcome.receipt_id is None:
             outcome.receipt_id = self.clock.new_id()
-        self._lines.append(receipt_line(receipt_data(self.loaded, prepared, outcome, self.clock)))
+        self._lines.append(receipt_line(self.loaded, prepared, outcome, self.clock))
         return outcome.receipt_id
 
     @property

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from gitgw._canonical import canonical_json, format_time
@@ -31,7 +33,7 @@ from gitgw.concepts.secrets import scan
 from gitgw.records import kind_named
 from gitgw.services.gateway_request import ENDPOINT, Attempt, Loaded, Outcome, Prepared
 
-__all__ = ["WITHHELD", "batch_file", "guard_text", "receipt_data", "receipt_line"]
+__all__ = ["WITHHELD", "batch_file", "guard_text", "receipt_line"]
 
 WITHHELD = "(withheld: gitgw's secrets guard flagged this text)"
 _RECEIPT = kind_named("receipt")
@@ -115,73 +117,115 @@ def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
 
 
-def receipt_data(
-    loaded: Loaded, prepared: Prepared | None, outcome: Outcome, clock: Clock
-) -> dict[str, Any]:
-    """The receipt of one request as JSON data (what `Receipt` would dump, None left out)."""
-    if prepared is None:
-        config = loaded.config
-        receipt_id = outcome.receipt_id or clock.new_id()
-        return _drop_none(
-            {
-                "schema_version": 1,
-                "id": receipt_id,
-                "created": format_time(clock.now()),
-                "client": outcome.client,
-                "level": config.trust.default_level,
-                "rules": [],
-                "rejected": _rejections(receipt_id, None, outcome.failed),
-                "consent": [],
-                "context": [],
-                "latency_ms": outcome.latency_ms,
-                "overhead_ms": outcome.overhead_ms,
-                "outcome": outcome.outcome,
-                "detail": guard_text(receipt_id, "detail", outcome.detail),
-                "offline": config.mode == "offline",
-                "config_commit": loaded.commit,
-            }
-        )
-    route = outcome.route
-    consent = list(prepared.consent)
-    if route is not None and route.consent is not None:
-        consent.insert(0, route.consent)
-    where = None
-    if route is not None:
-        where = {
-            "provider": route.provider,
-            "model": route.model,
-            "endpoint": ENDPOINT,
-            "location": route.config.location,
-        }
+def _unprepared_data(loaded: Loaded, outcome: Outcome, clock: Clock) -> dict[str, Any]:
+    # The receipt of a request that could not be prepared (what `Receipt` would dump).
+    config = loaded.config
+    receipt_id = outcome.receipt_id or clock.new_id()
     return _drop_none(
         {
             "schema_version": 1,
-            "id": prepared.receipt_id,
-            "created": _time(prepared.created),
-            "client": prepared.client,
-            "level": prepared.classification.level,
-            "rules": list(prepared.classification.rules),
-            "route": where,
-            "rejected": _rejections(prepared.receipt_id, prepared, outcome.failed),
-            "consent": consent,
-            "context": _context(prepared),
-            "usage": _usage(outcome.usage, outcome.answer),
+            "id": receipt_id,
+            "created": format_time(clock.now()),
+            "client": outcome.client,
+            "level": config.trust.default_level,
+            "rules": [],
+            "rejected": _rejections(receipt_id, None, outcome.failed),
+            "consent": [],
+            "context": [],
             "latency_ms": outcome.latency_ms,
             "overhead_ms": outcome.overhead_ms,
             "outcome": outcome.outcome,
-            "detail": guard_text(prepared.receipt_id, "detail", outcome.detail),
-            "offline": prepared.offline,
-            "config_commit": prepared.config_commit,
+            "detail": guard_text(receipt_id, "detail", outcome.detail),
+            "offline": config.mode == "offline",
+            "config_commit": loaded.commit,
         }
     )
 
 
-def receipt_line(data: dict[str, Any]) -> str:
-    """One sealed line of a batch file: the canonical JSON of the data (keys sorted),
-    then its digest. One encoding serves both: the digest covers exactly those bytes."""
-    canonical = canonical_json(data)
-    digest = hashlib.sha256(canonical).hexdigest()
-    return canonical.decode("utf-8")[:-1] + f',"digest":"sha256:{digest}"}}'
+def receipt_line(loaded: Loaded, prepared: Prepared | None, outcome: Outcome, clock: Clock) -> str:
+    """One sealed line of a batch file: the receipt's canonical JSON (keys sorted), then
+    the digest of exactly those bytes."""
+    if prepared is None:
+        canonical = canonical_json(_unprepared_data(loaded, outcome, clock)).decode("utf-8")
+    else:
+        canonical = _prepared_json(prepared, outcome)
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return canonical[:-1] + f',"digest":"sha256:{digest}"}}'
+
+
+# The receipt of a prepared request is the proxy's per-request cost after the answer: so
+# its canonical JSON is written directly, in key order, with the JSON encoder's own
+# string and number forms (`encode_basestring` is what `canonical_json` uses for a str,
+# `repr` for a float or an int), rather than built as a dict and encoded with sorted
+# keys, which cost three times as much. Every line is read back through the `Receipt`
+# model and its digest recomputed by the proxy's tests, which any difference would fail.
+_str = encode_basestring
+
+
+def _strs(values: Iterable[str]) -> str:
+    return "[" + ",".join([_str(value) for value in values]) + "]"
+
+
+def _number(value: float | int) -> str:
+    if type(value) is float and not math.isfinite(value):
+        return canonical_json(value).decode("ascii")  # NaN and infinities as json writes them
+    return repr(value)
+
+
+def _prepared_json(prepared: Prepared, outcome: Outcome) -> str:
+    receipt_id = prepared.receipt_id
+    out: list[str] = []  # "key":value pairs, keys in sorted order
+    if prepared.client is not None:
+        out.append(f'"client":{_str(prepared.client)}')
+    out.append(f'"config_commit":{_str(prepared.config_commit)}')
+    route = outcome.route
+    consent = list(prepared.consent)
+    if route is not None and route.consent is not None:
+        consent.insert(0, route.consent)
+    out.append(f'"consent":{_strs(consent)}')
+    out.append(f'"context":[{",".join(_context_json(prepared))}]')
+    out.append(f'"created":"{_time(prepared.created)}"')
+    detail = guard_text(receipt_id, "detail", outcome.detail)
+    if detail is not None:
+        out.append(f'"detail":{_str(detail)}')
+    out.append(f'"id":{_str(receipt_id)}')
+    if outcome.latency_ms is not None:
+        out.append(f'"latency_ms":{_number(outcome.latency_ms)}')
+    out.append(f'"level":{_str(prepared.classification.level)}')
+    out.append(f'"offline":{"true" if prepared.offline else "false"}')
+    out.append(f'"outcome":{_str(outcome.outcome)}')
+    if outcome.overhead_ms is not None:
+        out.append(f'"overhead_ms":{_number(outcome.overhead_ms)}')
+    rejected = [
+        f'{{"model":{_str(r["model"])},"provider":{_str(r["provider"])},'
+        f'"reason":{_str(r["reason"])}}}'
+        for r in _rejections(receipt_id, prepared, outcome.failed)
+    ]
+    out.append(f'"rejected":[{",".join(rejected)}]')
+    if route is not None:
+        location = route.config.location
+        where = f'"location":{_str(location)},' if location is not None else ""
+        out.append(
+            f'"route":{{"endpoint":"{ENDPOINT}",{where}"model":{_str(route.model)},'
+            f'"provider":{_str(route.provider)}}}'
+        )
+    out.append(f'"rules":{_strs(prepared.classification.rules)}')
+    out.append('"schema_version":1')
+    usage = _usage(outcome.usage, outcome.answer)
+    if usage is not None:
+        counts = ",".join(f'"{key}":{value!r}' for key, value in sorted(usage.items()))
+        out.append(f'"usage":{{{counts}}}')
+    return "{" + ",".join(out) + "}"
+
+
+def _context_json(prepared: Prepared) -> Iterator[str]:
+    for part in _context(prepared):
+        content = part.get("content")
+        captured = f'"content":{_str(content)},' if content is not None else ""
+        yield (
+            f'{{"chars":{part["chars"]!r},{captured}"role":{_str(part["role"])},'
+            f'"sha256":"{part["sha256"]}"}}'
+        )
 
 
 def batch_file(lines: Sequence[str], batch_id: str) -> tuple[str, bytes]:
