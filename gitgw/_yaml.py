@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from pydantic_core import from_json
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -59,14 +60,27 @@ _scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
 
 
 def load_json(text: str) -> Any:
-    """Exactly `json.loads(text)`, faster for text that is one JSON value and nothing else."""
-    try:
-        value, end = _scan(text, 0)
-    except (StopIteration, ValueError):
-        return json.loads(text)  # raises the error json.loads raises
-    if end != len(text):
+    """Exactly `json.loads(text)`, faster for text that is one JSON value and nothing else.
+
+    pydantic-core's parser reads a receipt line in half the time json's does, and
+    accepts and refuses the same texts with the same values, but for a string holding
+    an unpaired surrogate escape (``"\\ud800"``), which json takes and it refuses: what it
+    refuses goes to json.loads, which decides (and raises json's error)."""
+    if len(text) < _FROM_JSON_AT:
+        try:
+            value, end = _scan(text, 0)
+        except (StopIteration, ValueError):
+            return json.loads(text)  # raises the error json.loads raises
+        if end == len(text):
+            return value
         return json.loads(text)  # white space around the value, or more after it
-    return value
+    try:
+        return from_json(text)
+    except ValueError:
+        return json.loads(text)
+
+
+_FROM_JSON_AT = 64  # shorter values: the C scanner costs less than the call
 
 
 # One match per line of a record, found in one pass over the whole text. `$` stops at

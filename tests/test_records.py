@@ -200,3 +200,30 @@ def test_the_whole_text_reader_agrees_on_random_texts() -> None:
     for _ in range(5_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
         assert _yaml._load_fast(text) == _yaml._load_lines(text), repr(text)
+
+
+_JSON_CASES = [
+    '{"a":1,"a":2}',  # a repeated key: the last one counts
+    "[123456789012345678901234567890, 1e400, -0, -0.0, 1E5, 5e-324]",
+    '"\\ud800 an unpaired surrogate escape, which json reads"',
+    '"\\udc00\\ud800"',
+    '"a pair \\ud83d\\ude00 and \\u00e9 and \\/"',
+    '[NaN, Infinity, -Infinity, "x"]',
+    ' {"padded": true} ',
+    '"' + "long " * 20 + '"',
+]
+_BAD_JSON = ['"raw\ttab"', "[1,]", "01", "1 2", "{'a': 1}", ".5", "-NaN", "[" * 10, ""]
+
+
+@pytest.mark.parametrize("text", _JSON_CASES + _BAD_JSON)
+def test_load_json_reads_and_refuses_exactly_as_json_loads(text: str) -> None:
+    from gitgw._yaml import load_json
+
+    for each in (text, text + " " * 64):  # short texts and long ones have two readers
+        try:
+            expected = json.loads(each)
+        except ValueError as exc:
+            with pytest.raises(type(exc)):
+                load_json(each)
+            continue
+        assert repr(load_json(each)) == repr(expected)

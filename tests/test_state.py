@@ -228,11 +228,13 @@ def test_a_writer_killed_mid_batch_leaves_every_acknowledged_record(
         repo.commit({"runs/after-kill.yaml": b"x\n"}, "after")
 
 
+@pytest.mark.parametrize("indexed", [False, True], ids=["index lookups", "offset table"])
 def test_objects_read_straight_from_packs_are_the_objects_dulwich_reads(
-    state_repo: Path,
+    state_repo: Path, indexed: bool
 ) -> None:
     """Plain objects are inflated from the pack by gitgw; deltas (after a repack) go
-    through dulwich; both must give every object exactly as dulwich's store does."""
+    through dulwich; both must give every object exactly as dulwich's store does, found
+    through the pack's index or through the table `verify` reads it into."""
     with StateRepo.discover(state_repo) as repo:
         body = "a line of notes\n" * 40
         for n in range(12):  # similar files, so that the repack stores deltas
@@ -241,6 +243,10 @@ def test_objects_read_straight_from_packs_are_the_objects_dulwich_reads(
     listing = git("rev-list", "--objects", "--all", cwd=state_repo)
     shas = [line.split()[0].encode() for line in listing.splitlines() if line.strip()]
     with StateRepo.discover(state_repo) as repo:
+        if indexed:
+            repo.trees.index_packs()
         store = repo.dulwich_repo.object_store
         for sha in shas:
             assert repo.trees.raw(sha) == store.get_raw(sha), sha
+        with pytest.raises(KeyError):
+            repo.trees.raw(b"0" * 40)  # in no pack and not loose

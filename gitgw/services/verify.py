@@ -181,11 +181,12 @@ def verify(
     """Check the state branch's files, its history and the heads this machine has seen.
 
     The format checks of files are shared among `workers` processes (default: the
-    cores, at most four) once the history holds `parallel_from` files to check.
+    cores, at most four) once the history holds `parallel_from` records or so to check.
     """
     started = time.perf_counter()
     head = repo.require_head()
     report = Report(head=head)
+    repo.trees.index_packs()  # the walk reads every tree in history, and the checks most blobs
     files = FileChecks(repo, secrets, workers or default_workers(), parallel_from)
     checker = _Checker(repo, report, _Proven(repo, secrets, cache), files)
     commits = commits_oldest_first(repo, head)

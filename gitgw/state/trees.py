@@ -17,7 +17,9 @@ import hashlib
 import itertools
 import mmap
 import os
+import re
 import stat
+import struct
 import threading
 import time
 import zlib
@@ -68,6 +70,16 @@ def _chunk(name: bytes, mode: int, sha: bytes) -> bytes:
     return b"%o %s\0%s" % (mode, name, binascii.unhexlify(sha))
 
 
+# One raw tree entry: "<octal mode> <name>\0" and a 20-byte id (which may hold any byte).
+_ENTRY = re.compile(rb"[^\0]+\0.{20}", re.DOTALL)
+_ENTRY_SETS = 256  # trees whose raw entries are kept for diffs
+
+
+def _parse_entry(chunk: bytes) -> tuple[bytes, tuple[int, bytes]]:
+    mode, _, name = chunk[:-21].partition(b" ")
+    return name, (int(mode, 8), binascii.hexlify(chunk[-20:]))
+
+
 @dataclass
 class _CachedTree:
     entries: Entries
@@ -86,12 +98,46 @@ class _CachedTree:
         return self.keys, self.chunks
 
 
+@dataclass
+class _PackView:
+    """How this store reads one pack: its file mapped, and (for a bulk reader) a table of
+    every object's offset."""
+
+    name: str
+    data: mmap.mmap | None = None
+    offsets: dict[bytes, int] | None = None
+
+
+def _offset_table(index_path: str) -> dict[bytes, int] | None:
+    """Every object's offset in a pack, read from its version 2 index in a few C calls;
+    None for any other index (dulwich's lookup serves it)."""
+    with open(index_path, "rb") as handle:
+        index = handle.read()
+    if index[:8] != b"\xfftOc\x00\x00\x00\x02":
+        return None
+    count = int.from_bytes(index[8 + 255 * 4 : 8 + 256 * 4], "big")
+    names_at = 8 + 256 * 4
+    offsets_at = names_at + 24 * count  # past the names (20 bytes each) and CRCs (4)
+    large_at = offsets_at + 4 * count
+    names = index[names_at : names_at + 20 * count]
+    offsets: list[int] | tuple[int, ...] = struct.unpack(f">{count}I", index[offsets_at:large_at])
+    if any(offset & 0x80000000 for offset in offsets):  # packs over 2 GiB
+        offsets = [
+            offset
+            if not offset & 0x80000000
+            else int.from_bytes(index[large_at + 8 * (offset & 0x7FFFFFFF) :][:8], "big")
+            for offset in offsets
+        ]
+    return dict(zip([names[i : i + 20] for i in range(0, 20 * count, 20)], offsets, strict=True))
+
+
 class TreeStore:
     """Reads and writes the trees, blobs and commits of one object store."""
 
     def __init__(self, store: BaseObjectStore, cache_size: int = 8192) -> None:
         self._store = store
         self._cache: dict[bytes, _CachedTree] = {}
+        self._entry_sets: dict[bytes, frozenset[bytes]] = {}
         self._cache_size = cache_size
         self._objects_dir = str(store.path) if isinstance(store, DiskObjectStore) else None
         self._counter = itertools.count()
@@ -102,7 +148,8 @@ class TreeStore:
         # The last commits written here: the next commit starts from one of them.
         self._recent: dict[bytes, tuple[int, bytes]] = {}
         self._pack_lock = threading.Lock()
-        self._mapped: dict[str, mmap.mmap] = {}  # pack file name -> its mapping
+        self._views: dict[int, _PackView] = {}  # by id() of a pack in self._packs
+        self._bulk = False
 
     # -- reading -------------------------------------------------------------------------
 
@@ -141,20 +188,32 @@ class TreeStore:
                     return None
         return self._read_loose(sha)
 
+    def index_packs(self) -> None:
+        """Find objects in the packs through a table of every object's offset from now
+        on, for a reader about to read most of them (`verify`). The table costs about
+        130 bytes an object, so a long-running reader of a few objects goes without."""
+        with self._pack_lock:
+            self._bulk = True
+
     def _read_packed(self, pack: Pack, binary: RawObjectID) -> tuple[int, bytes]:
         # An undeltified object is its pack header and one zlib stream: inflated here
         # straight from a mapping of the pack, it costs a third of dulwich's general
         # reader (which feeds zlib in slices and resolves deltas). A delta, or anything
         # that does not come out as expected, is read by dulwich.
-        offset = pack.index.object_offset(binary)  # KeyError: not in this pack
-        name = pack.data.filename
-        data = self._mapped.get(name)
+        view = self._views[id(pack)]
+        if view.offsets is None and self._bulk and self._objects_dir is not None:
+            index = os.path.join(self._objects_dir, "pack", view.name[: -len(".pack")] + ".idx")
+            view.offsets = _offset_table(index)
+        if view.offsets is not None:
+            offset = view.offsets[binary]  # KeyError: not in this pack
+        else:
+            offset = pack.index.object_offset(binary)
+        data = view.data
         if data is None:
             if self._objects_dir is None:
                 return pack.get_raw(binary)
-            with open(os.path.join(self._objects_dir, "pack", name), "rb") as handle:
-                data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            self._mapped[name] = data
+            with open(os.path.join(self._objects_dir, "pack", view.name), "rb") as handle:
+                data = view.data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         byte = data[offset]
         type_num, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, offset + 1
         while byte & 0x80:  # the size goes on, seven bits a byte
@@ -173,11 +232,16 @@ class TreeStore:
     def _known_packs(self) -> list[Pack]:
         now = time.monotonic()
         if now - self._packs_read >= _PACKS_TTL and isinstance(self._store, PackBasedObjectStore):
-            self._packs = list(self._store.packs)
+            packs = list(self._store.packs)
+            # A pack a repack replaced loses its view; its mapping closes once no read
+            # holds it.
+            known = {view.name: view for view in self._views.values()}
+            self._views = {
+                id(pack): known.get(pack.data.filename) or _PackView(pack.data.filename)
+                for pack in packs
+            }
+            self._packs = packs
             self._packs_read = now
-            names = {pack.data.filename for pack in self._packs}
-            for gone in self._mapped.keys() - names:  # a repack replaced it
-                del self._mapped[gone]  # unmapped once no read holds it
         return self._packs
 
     def _read_loose(self, sha: bytes) -> tuple[int, bytes] | None:
@@ -259,23 +323,45 @@ class TreeStore:
         """(path, old blob, new blob) for every file that differs; equal subtrees are skipped."""
         if old == new:
             return
-        old_entries = self.entries(old) if old else {}
-        new_entries = self.entries(new) if new else {}
-        # The names whose entry differs, found by one set operation in C: a commit adds a
-        # few files to a directory of hundreds, and a loop over every name cost most of
-        # verify's walk through history.
-        changed = {name for name, _ in old_entries.items() ^ new_entries.items()}
-        for name in sorted(changed):
-            before, after = old_entries.get(name), new_entries.get(name)
+        old_set = self._entry_set(old) if old else frozenset()
+        new_set = self._entry_set(new) if new else frozenset()
+        # The entries that differ, found by one set operation on raw entries in C: a
+        # commit adds a few files to a directory of hundreds, and parsing every entry of
+        # both versions cost most of verify's walk through history.
+        before = dict(map(_parse_entry, old_set - new_set))
+        after = dict(map(_parse_entry, new_set - old_set))
+        for name in sorted(before.keys() | after.keys()):
+            was, now = before.get(name), after.get(name)
             path = prefix + name.decode("utf-8")
-            before_dir = before[1] if before and stat.S_ISDIR(before[0]) else None
-            after_dir = after[1] if after and stat.S_ISDIR(after[0]) else None
+            before_dir = was[1] if was and stat.S_ISDIR(was[0]) else None
+            after_dir = now[1] if now and stat.S_ISDIR(now[0]) else None
             if before_dir or after_dir:
                 yield from self.diff(before_dir, after_dir, path + "/")
-            before_file = before[1] if before and not before_dir else None
-            after_file = after[1] if after and not after_dir else None
+            before_file = was[1] if was and not before_dir else None
+            after_file = now[1] if now and not after_dir else None
             if before_file != after_file:
                 yield path, before_file, after_file
+
+    def _entry_set(self, sha: bytes) -> frozenset[bytes]:
+        # A tree's raw entries (mode, name, binary id), unparsed; cached for the next
+        # commit's diff, which compares with this one.
+        found = self._entry_sets.get(sha)
+        if found is not None:
+            return found
+        cached = self._cache.get(sha)
+        if cached is not None and cached.chunks is not None:
+            found = frozenset(cached.chunks)
+        else:
+            raw = cached.raw if cached is not None else None
+            if raw is None:
+                type_num, raw = self.raw(sha)
+                if type_num != Tree.type_num:
+                    raise ValueError(f"{sha.decode()} is not a tree")
+            found = frozenset(_ENTRY.findall(raw))
+        if len(self._entry_sets) >= _ENTRY_SETS:
+            self._entry_sets.clear()
+        self._entry_sets[sha] = found
+        return found
 
     # -- writing -------------------------------------------------------------------------
 
