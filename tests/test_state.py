@@ -220,6 +220,10 @@ def test_a_writer_killed_mid_batch_leaves_every_acknowledged_record(
     writer.send_signal(signal.SIGKILL)
     acknowledged = writer.communicate(timeout=30)[0].split()
     assert acknowledged, "the writer acknowledged nothing before it was killed"
+    # A `git gc` the writer started goes on without it; fsck would race it.
+    deadline = time.monotonic() + 120
+    while (state_repo / ".git" / "gc.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     git("fsck", "--strict", "--no-progress", cwd=state_repo)
     on_branch = set(_tree_listing(state_repo))
     assert set(acknowledged) <= on_branch

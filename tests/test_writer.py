@@ -78,3 +78,44 @@ def test_receipts_are_batched_one_file_per_commit(state_repo: Path) -> None:
         assert len(batches) == len(commits)
         lines = sum(len(parse_file(p, repo.read(p) or b"").records) for p in batches)
         assert lines == 300
+
+
+def _loose_objects(repo_path: Path) -> int:
+    counts = git("count-objects", "-v", cwd=repo_path)
+    return int(next(line for line in counts.splitlines() if line.startswith("count:")).split()[1])
+
+
+def _write_day(writer: BatchWriter, start: int, commits: int) -> None:
+    # One directory gaining a file per commit, as a day of receipt batches does.
+    for n in range(start, start + commits):
+        path = f"runs/2026/11/26/{n:05d}.yaml"
+        writer.submit({path: f"run {n}\n".encode()}).result(30)
+
+
+def test_a_busy_writer_has_git_pack_what_it_wrote(state_repo: Path) -> None:
+    with StateRepo.discover(state_repo) as repo:
+        writer = BatchWriter(repo, gc_every=200)
+        _write_day(writer, 0, 60)  # about 7 objects a commit: past 200, a gc starts
+        writer.housekeeper.wait(120)
+        assert writer.housekeeper.runs >= 1
+        packed_at = _loose_objects(state_repo)
+        # git removes the fan-out directories it emptied: the writer writes on regardless.
+        _write_day(writer, 60, 10)
+        writer.close()
+    assert packed_at < 60  # what was written before the gc is in a pack now
+    assert list((state_repo / ".git" / "objects" / "pack").glob("*.pack"))
+    with StateRepo.discover(state_repo) as repo:
+        files = [path for path, _ in repo.walk("runs/2026/11/26")]
+    assert len(files) == 70
+    git("fsck", "--strict", "--no-progress", cwd=state_repo)
+
+
+def test_gc_auto_0_keeps_the_writer_from_packing(state_repo: Path) -> None:
+    git("config", "gc.auto", "0", cwd=state_repo)
+    with StateRepo.discover(state_repo) as repo:
+        writer = BatchWriter(repo, gc_every=100)
+        _write_day(writer, 0, 40)
+        writer.close()
+    assert writer.housekeeper.runs == 0
+    assert not list((state_repo / ".git" / "objects" / "pack").glob("*.pack"))
+    assert _loose_objects(state_repo) > 100

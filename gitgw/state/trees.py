@@ -149,6 +149,9 @@ class TreeStore:
         self._recent: dict[bytes, tuple[int, bytes]] = {}
         self._pack_lock = threading.Lock()
         self._views: dict[int, _PackView] = {}  # by id() of a pack in self._packs
+        # What this store wrote as loose objects, for the writer's housekeeping.
+        self.loose_written = 0
+        self.loose_bytes_written = 0
         self._bulk = False
 
     # -- reading -------------------------------------------------------------------------
@@ -392,14 +395,21 @@ class TreeStore:
         elif os.path.exists(target):
             return
         tmp = os.path.join(directory, f"tmp_obj_{os.getpid()}_{next(self._counter)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileNotFoundError:  # git's gc removed the emptied fan-out directory
+            os.makedirs(directory, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             # Wide trees are mostly SHA bytes that do not compress, and they are rewritten
             # on every commit: storing them (level 0) saves about 1 ms per 1,000 entries.
             level = 0 if type_num == Tree.type_num and len(raw) > 4096 else 1
-            os.write(fd, zlib.compress(header + raw, level))
+            compressed = zlib.compress(header + raw, level)
+            os.write(fd, compressed)
             os.close(fd)
             os.replace(tmp, target)
+            self.loose_written += 1
+            self.loose_bytes_written += len(compressed)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitgw.errors import GitgwError
+from gitgw.state.housekeeping import LOOSE_OBJECTS, Housekeeper
 from gitgw.state.repo import StateRepo
 
 __all__ = ["BatchWriter", "StreamRenderer"]
@@ -57,6 +58,7 @@ class BatchWriter:
         add_only: Callable[[str], bool] = lambda path: False,
         message: Callable[[int], str] = lambda n: f"gitgw: add {n} record(s)",
         max_batch: int = 10_000,
+        gc_every: int = LOOSE_OBJECTS,
     ) -> None:
         # The thread gets its own handle: dulwich repositories are not shared across threads.
         self._repo = StateRepo.discover(repo.path, repo.branch)
@@ -67,6 +69,8 @@ class BatchWriter:
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
         self._closed = False
         self.stats = WriterStats()
+        # A writer runs for long and commits often: it packs what it writes (see there).
+        self.housekeeper = Housekeeper(self._repo.common_dir, gc_every)
         self._thread = threading.Thread(target=self._run, name="gitgw-writer", daemon=True)
         self._thread.start()
 
@@ -98,6 +102,7 @@ class BatchWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self._repo.close()
+        self.housekeeper.wait(timeout)
 
     def __enter__(self) -> BatchWriter:
         return self
@@ -145,6 +150,9 @@ class BatchWriter:
             for sub in batch:
                 sub.future.set_exception(exc)
             return
+        trees = self._repo.trees
+        self.housekeeper.written(trees.loose_written, trees.loose_bytes_written)
+        trees.loose_written = trees.loose_bytes_written = 0
         self.stats.submissions += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         self.stats.retries = self._repo.retries
