@@ -565,16 +565,24 @@ def _verify_cold(path: Path, expected: int, label: str, results: Results) -> flo
     return git_elapsed
 
 
+def _timed(what: str, build: Callable[[], int]) -> int:
+    """Build a history, saying how long it took; its number of records."""
+    began = time.perf_counter()
+    records = build()
+    print(
+        f"verify: built {what}, {records:,} records in {time.perf_counter() - began:.1f}s",
+        flush=True,
+    )
+    return records
+
+
 def bench_verify(root: Path, sizes: Sizes, results: Results) -> None:
     """`gitgw verify` over long histories, against git reading the same objects: a mix
     heavy in run records (one file each), and the receipt batches a busy proxy writes."""
     path = root / "verify"
-    began = time.perf_counter()
-    expected = _build_history(path, Records(seed=4), sizes.verify_commits)
-    print(
-        f"verify: built {sizes.verify_commits:,} commits, {expected:,} records "
-        f"in {time.perf_counter() - began:.1f}s",
-        flush=True,
+    expected = _timed(
+        f"{sizes.verify_commits:,} commits",
+        lambda: _build_history(path, Records(seed=4), sizes.verify_commits),
     )
     _verify_cold(path, expected, "runs and receipts, one pack", results)
     walk, parse, secrets, records = _verify_breakdown(path)
@@ -592,12 +600,9 @@ def bench_verify(root: Path, sizes: Sizes, results: Results) -> None:
     shutil.rmtree(path)
 
     path = root / "verify-proxy"
-    began = time.perf_counter()
-    expected = _build_proxy_history(path, Records(seed=6), sizes.verify_commits)
-    print(
-        f"verify: built {sizes.verify_commits:,} commits of receipt batches, "
-        f"{expected:,} records in {time.perf_counter() - began:.1f}s",
-        flush=True,
+    expected = _timed(
+        f"{sizes.verify_commits:,} commits of receipt batches",
+        lambda: _build_proxy_history(path, Records(seed=6), sizes.verify_commits),
     )
     _verify_cold(path, expected, "a proxy's receipt batches, one pack", results)
     shutil.rmtree(path)
