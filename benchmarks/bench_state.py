@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -426,15 +426,28 @@ def bench_writer(root: Path, sizes: Sizes, results: Results) -> None:
 # -- verify ------------------------------------------------------------------------------
 
 
-def _build_history(path: Path, records: Records, commits: int) -> int:
-    """A history of `commits` commits of 20–100 records each over 60 days (about 65% runs,
-    35% receipts in batch files of 5–20 lines, a consent entry in one commit in five);
-    returns the number of records."""
-    rng = random.Random(3)
+Commits = Iterator[tuple[datetime, dict[str, bytes], int]]  # (time, files, records)
+
+
+def _write_history(path: Path, commits: Commits) -> int:
+    """A new state branch holding `commits`, written into one pack; its records."""
     branch = PackedBranch(init_repo(path), "gitgw")
     branch.commit(config_files(), "gitgw: create the state branch", BASE_TIME)
-    span = 60 * 86_400
     count = 0
+    for i, (at, files, records) in enumerate(commits):
+        if i < 3:
+            check_sample(files.items())
+        count += records
+        branch.commit(files, f"gitgw: add {records} record(s)", at)
+    branch.finish()
+    return count
+
+
+def _mixed_history(records: Records, commits: int) -> Commits:
+    """`commits` commits of 20–100 records each over 60 days (about 65% runs, 35%
+    receipts in batch files of 5–20 lines, a consent entry in one commit in five)."""
+    rng = random.Random(3)
+    span = 60 * 86_400
     for i in range(commits):
         at = BASE_TIME + timedelta(seconds=span * (i + 1) / (commits + 1))
         wanted = rng.randint(20, 100)
@@ -449,12 +462,7 @@ def _build_history(path: Path, records: Records, commits: int) -> int:
             size = min(rng.randint(5, 20), receipts)
             files.update([records.receipt_batch_file(at, size)])
             receipts -= size
-        if i < 3:
-            check_sample(files.items())
-        count += wanted
-        branch.commit(files, f"gitgw: add {wanted} record(s)", at)
-    branch.finish()
-    return count
+        yield at, files, wanted
 
 
 def _verify_breakdown(path: Path) -> tuple[float, float, float, int]:
@@ -508,14 +516,11 @@ def _verify_warm(path: Path, expected: int, git_elapsed: float, results: Results
     )
 
 
-def _build_proxy_history(path: Path, records: Records, commits: int) -> int:
+def _proxy_history(records: Records, commits: int) -> Commits:
     """A history as a busy proxy leaves it: each commit one receipt batch of 40–80 lines
     (a hand-over every half second at about 120 requests a second), a run in one commit
-    in ten; returns the number of records."""
+    in ten."""
     rng = random.Random(5)
-    branch = PackedBranch(init_repo(path), "gitgw")
-    branch.commit(config_files(), "gitgw: create the state branch", BASE_TIME)
-    count = 0
     for i in range(commits):
         at = BASE_TIME + timedelta(seconds=i / 2)
         size = rng.randint(40, 80)
@@ -523,12 +528,7 @@ def _build_proxy_history(path: Path, records: Records, commits: int) -> int:
         if rng.random() < 0.1:
             files.update([records.run_file(at)])
             size += 1
-        if i < 3:
-            check_sample(files.items())
-        count += size
-        branch.commit(files, f"gitgw: add {size} record(s)", at)
-    branch.finish()
-    return count
+        yield at, files, size
 
 
 def _verify_cold(path: Path, expected: int, label: str, results: Results) -> float:
@@ -582,7 +582,7 @@ def bench_verify(root: Path, sizes: Sizes, results: Results) -> None:
     path = root / "verify"
     expected = _timed(
         f"{sizes.verify_commits:,} commits",
-        lambda: _build_history(path, Records(seed=4), sizes.verify_commits),
+        lambda: _write_history(path, _mixed_history(Records(seed=4), sizes.verify_commits)),
     )
     _verify_cold(path, expected, "runs and receipts, one pack", results)
     walk, parse, secrets, records = _verify_breakdown(path)
@@ -602,7 +602,7 @@ def bench_verify(root: Path, sizes: Sizes, results: Results) -> None:
     path = root / "verify-proxy"
     expected = _timed(
         f"{sizes.verify_commits:,} commits of receipt batches",
-        lambda: _build_proxy_history(path, Records(seed=6), sizes.verify_commits),
+        lambda: _write_history(path, _proxy_history(Records(seed=6), sizes.verify_commits)),
     )
     _verify_cold(path, expected, "a proxy's receipt batches, one pack", results)
     shutil.rmtree(path)
