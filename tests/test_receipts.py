@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gitgw._canonical import canonical_json, compute_digest
-from gitgw._clock import Clock, default_clock
+from gitgw._clock import Clock, default_clock, ulid_time
 from gitgw.concepts.consent import grant, revoke
 from gitgw.concepts.context import (
     compare_context,
@@ -29,7 +29,7 @@ from gitgw.concepts.context import (
 from gitgw.concepts.receipts import ReceiptLog, query
 from gitgw.concepts.store import Store
 from gitgw.errors import BranchCheckedOut
-from gitgw.records import Receipt, jsonl_lines, parse_file
+from gitgw.records import Receipt, jsonl_lines, parse_file, render_batch
 from gitgw.records.receipt import Route, Usage
 from gitgw.services.gateway import Attempt, Gateway, Outcome
 from gitgw.state import StateRepo
@@ -142,7 +142,7 @@ def test_a_receipt_is_acknowledged_only_once_committed(state_repo: Path) -> None
     assert head(state_repo) == commit
     shown = data(cli(state_repo, "receipts", "show", receipt.id, "--json"))
     assert shown["receipt"] == receipt.sealed()
-    assert shown["path"].startswith(f"receipts/{receipt.created:%Y/%m/%d}/")
+    assert shown["path"].startswith(f"receipts/{receipt.created:%Y/%m/%d/%H}/")
     assert shown["path"].endswith(".jsonl")
     text = cli(state_repo, "receipts", "show", receipt.id).stdout
     assert f"receipt   {receipt.id}" in text
@@ -230,7 +230,7 @@ _CHILD = textwrap.dedent(
     import os, sys, time
     from gitgw.concepts.receipts import ReceiptLog
     from gitgw.concepts.store import Store
-    from gitgw.records import Receipt, jsonl_lines, parse_file
+    from gitgw.records import Receipt, jsonl_lines, parse_file, render_batch
     from gitgw.state import StateRepo
 
     receipt = Receipt.model_validate_json(sys.stdin.read())
@@ -503,3 +503,29 @@ def test_every_receipt_line_the_proxy_writes_is_canonical_and_verifies(
         assert line.endswith(f',"digest":"{compute_digest(content)}"}}')
     captured = [json.loads(line)["context"][0].get("content") for line in lines]
     assert any(captured) == capture
+
+
+def test_batches_in_the_day_layout_of_earlier_versions_still_read_and_verify(
+    state_repo: Path,
+) -> None:
+    clock = Clock()
+    old, new = make_receipt(clock), make_receipt(clock)
+    batch_id = clock.new_id()
+    path, data_ = render_batch([old], batch_id)
+    hour = ulid_time(batch_id).strftime("%Y/%m/%d/%H")
+    assert path == f"receipts/{hour}/{batch_id}.jsonl"  # written by the hour
+    day_path = path.replace(f"/{hour[-2:]}/", "/")  # where earlier versions put it
+    with StateRepo.discover(state_repo) as repo:
+        repo.commit({day_path: data_}, "a batch as gitgw wrote it before hour shards")
+    record(state_repo, new)
+    assert data(cli(state_repo, "receipts", "show", old.id, "--json"))["path"] == day_path
+    listing = data(cli(state_repo, "receipts", "list", "--json"))
+    assert {r["id"] for r in listing["receipts"]} == {old.id, new.id}
+    assert cli(state_repo, "verify").exit_code == 0
+    # Either layout, the shard must be the batch id's: an hour off is named.
+    wrong = f"receipts/{hour[:-2]}{(int(hour[-2:]) + 1) % 24:02d}/{batch_id}.jsonl"
+    with StateRepo.discover(state_repo) as repo:
+        repo.commit({wrong: data_}, "a batch in another hour")
+    ran = cli(state_repo, "verify")
+    assert ran.exit_code == 1
+    assert f"{wrong}: sits in another time shard than its id's time" in ran.stdout + ran.stderr

@@ -93,7 +93,7 @@ def test_a_record_in_the_wrong_place_is_caught(clock: Clock) -> None:
     other = _grant(clock)
     with pytest.raises(InvalidRecord, match="does not match the file name"):
         parse_file(path.replace(entry.id, other.id), data)
-    with pytest.raises(InvalidRecord, match="another date shard"):
+    with pytest.raises(InvalidRecord, match="another time shard"):
         parse_file(path.replace("2026/11", "2025/01"), data)
 
 

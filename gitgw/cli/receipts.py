@@ -44,7 +44,7 @@ def command() -> None:
     Every model call leaves one receipt: its trust level and the names of the rules that
     set it, the route taken and the candidates rejected, the consent relied on, and each
     message by SHA-256 and size (never its text, unless content capture is on). Receipts
-    are batched into add-only files under receipts/<yyyy>/<mm>/<dd>/.
+    are batched into add-only files under receipts/<yyyy>/<mm>/<dd>/<hh>/.
     """
 
 

@@ -2,7 +2,7 @@
 
 A caller hands a `Receipt` to `ReceiptLog.record` and gets a future at once; the state
 engine's single writer gathers whatever has arrived into one batch file
-(`receipts/<yyyy>/<mm>/<dd>/<batch-id>.jsonl`) and one commit, and resolves each future
+(`receipts/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.jsonl`) and one commit, and resolves each future
 with the commit id only when the branch points at it. A receipt whose future has not
 resolved was never acknowledged: if the process dies first, the caller was not told
 it is durable, and it is not.

@@ -54,14 +54,19 @@ class Kind:
     pattern: re.Pattern[str]
     form: Form
     add_only: bool
-    template: str  # the path, with {placeholders} for id, y, m, d, handoff, name, rest
+    template: str  # the path, with {placeholders} for id, y, m, d, h, handoff, name, rest
+    # Where earlier versions of gitgw wrote this kind: still read and verified, never
+    # written (a branch keeps every file it ever held).
+    earlier: tuple[str, ...] = ()
+    earlier_patterns: tuple[re.Pattern[str], ...] = ()
 
     def path(self, **parts: str) -> str:
-        """The path of a record of this kind; a ULID `id` also fills in its date shard."""
+        """The path of a record of this kind; a ULID `id` also fills in its time shard."""
         record_id = parts.get("id")
         if record_id is not None and "{y}" in self.template:
             moment = ulid_time(record_id)
-            parts = {**parts, "y": f"{moment:%Y}", "m": f"{moment:%m}", "d": f"{moment:%d}"}
+            shard = {"y": f"{moment:%Y}", "m": f"{moment:%m}", "d": f"{moment:%d}"}
+            parts = {**parts, **shard, "h": f"{moment:%H}"}
         return self.template.format(**parts)
 
 
@@ -71,19 +76,41 @@ _PLACEHOLDERS = {
     "y": r"\d{4}",
     "m": r"\d{2}",
     "d": r"\d{2}",
+    "h": r"\d{2}",
     "name": r"[a-z0-9][a-z0-9_-]*",
     "rest": r".+",
 }
 
 
-def _kind(name: str, model: type[Record] | None, template: str, form: Form, add_only: bool) -> Kind:
-    # The path pattern is the template with each {placeholder} made a named group.
-    pattern = re.sub(
-        r"\\\{(\w+)\\\}",
-        lambda m: f"(?P<{m[1]}>{_PLACEHOLDERS[m[1]]})",
-        re.escape(template),
+def _pattern(template: str) -> re.Pattern[str]:
+    # The template with each {placeholder} made a named group.
+    return re.compile(
+        re.sub(
+            r"\\\{(\w+)\\\}",
+            lambda m: f"(?P<{m[1]}>{_PLACEHOLDERS[m[1]]})",
+            re.escape(template),
+        )
     )
-    return Kind(name, model, re.compile(pattern), form, add_only, template)
+
+
+def _kind(
+    name: str,
+    model: type[Record] | None,
+    template: str,
+    form: Form,
+    add_only: bool,
+    earlier: tuple[str, ...] = (),
+) -> Kind:
+    return Kind(
+        name,
+        model,
+        _pattern(template),
+        form,
+        add_only,
+        template,
+        earlier,
+        tuple(_pattern(t) for t in earlier),
+    )
 
 
 KINDS: tuple[Kind, ...] = (
@@ -94,7 +121,17 @@ KINDS: tuple[Kind, ...] = (
     _kind("handoff", Handoff, "handoffs/{id}/handoff.md", "markdown", True),
     _kind("handoff-event", HandoffEvent, "handoffs/{handoff}/events/{id}.yaml", "record", True),
     _kind("consent", ConsentEntry, "consent/{y}/{m}/{id}.yaml", "record", True),
-    _kind("receipt", Receipt, "receipts/{y}/{m}/{d}/{id}.jsonl", "jsonl", True),
+    # A busy proxy hands over a batch twice a second, and every commit writes the
+    # directory it adds to again: an hour's directory keeps that to thousands of entries
+    # where a day's grew to a hundred thousand. Before hour shards: the day's directory.
+    _kind(
+        "receipt",
+        Receipt,
+        "receipts/{y}/{m}/{d}/{h}/{id}.jsonl",
+        "jsonl",
+        True,
+        earlier=("receipts/{y}/{m}/{d}/{id}.jsonl",),
+    ),
     _kind("run", Run, "runs/{y}/{m}/{d}/{id}.yaml", "record", True),
     _kind("request", Request, "requests/{id}.yaml", "record", True),
     _kind("response", Response, "responses/{id}.yaml", "record", True),
@@ -119,6 +156,11 @@ def kind_of(path: str) -> tuple[Kind, dict[str, str]] | None:
     """The kind a path belongs to and the parts its name carries, or None if unknown."""
     for kind in _BY_TOP.get(path.split("/", 1)[0], ()):
         match = kind.pattern.fullmatch(path)
+        if match is None:
+            for earlier in kind.earlier_patterns:
+                match = earlier.fullmatch(path)
+                if match is not None:
+                    break
         if match:
             return kind, {k: v for k, v in match.groupdict().items() if v is not None}
     return None
@@ -182,8 +224,9 @@ def _check_place(path: str, kind: Kind, record: Record, parts: dict[str, str], w
             parts["y"] != f"{moment.year:04d}"
             or parts["m"] != f"{moment.month:02d}"
             or ("d" in parts and parts["d"] != f"{moment.day:02d}")
+            or ("h" in parts and parts["h"] != f"{moment.hour:02d}")
         ):
-            raise InvalidRecord(path, "sits in another date shard than its id's time")
+            raise InvalidRecord(path, "sits in another time shard than its id's time")
 
 
 def _split_markdown(path: str, text: str) -> tuple[str, str]:

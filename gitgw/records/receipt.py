@@ -1,4 +1,4 @@
-"""`receipts/<yyyy>/<mm>/<dd>/<batch-id>.jsonl`: proof of what context went where.
+"""`receipts/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.jsonl`: proof of what context went where.
 
 A receipt never holds prompt or completion text unless the configuration turns on
 content capture for its route; it holds digests, sizes and the names of rules.

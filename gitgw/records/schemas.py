@@ -26,6 +26,7 @@ def json_schemas() -> dict[str, bytes]:
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"urn:gitgw:schema:{kind.name}:1",
             "x-gitgw-path": kind.template,
+            **({"x-gitgw-earlier-paths": list(kind.earlier)} if kind.earlier else {}),
             "x-gitgw-form": kind.form,
             "x-gitgw-add-only": kind.add_only,
             **schema,

@@ -5,7 +5,7 @@ A busy proxy writes thousands of receipts a second, so it does not build a pydan
 directly and writes it as its canonical JSON (keys sorted), with the digest of exactly
 those bytes appended (`sha256:` + SHA-256 of the canonical JSON, the rule every record
 follows). The lines of one hand-over make one batch file,
-`receipts/<yyyy>/<mm>/<dd>/<batch-id>.jsonl`. Every read (`gitgw verify`, `receipts
+`receipts/<yyyy>/<mm>/<dd>/<hh>/<batch-id>.jsonl`. Every read (`gitgw verify`, `receipts
 show`, the index) validates each line against the `Receipt` model, and the proxy's
 tests read every receipt they cause back through it.
 
