@@ -76,7 +76,7 @@ def load_json(text: str) -> Any:
         return json.loads(text)  # white space around the value, or more after it
     try:
         return from_json(text)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a str holding a lone surrogate itself
         return json.loads(text)
 
 

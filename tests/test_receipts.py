@@ -514,7 +514,7 @@ def test_batches_in_the_day_layout_of_earlier_versions_still_read_and_verify(
     path, data_ = render_batch([old], batch_id)
     hour = ulid_time(batch_id).strftime("%Y/%m/%d/%H")
     assert path == f"receipts/{hour}/{batch_id}.jsonl"  # written by the hour
-    day_path = path.replace(f"/{hour[-2:]}/", "/")  # where earlier versions put it
+    day_path = f"receipts/{hour[:-3]}/{batch_id}.jsonl"  # where earlier versions put it
     with StateRepo.discover(state_repo) as repo:
         repo.commit({day_path: data_}, "a batch as gitgw wrote it before hour shards")
     record(state_repo, new)

@@ -8,18 +8,21 @@ the day's loose objects grow with the square of its commits. 2,000 commits into 
 directory took 158 MB of loose objects, which `git gc` packed into 1.1 MB (a tree's
 successive versions become small deltas of each other).
 
-So a long-running writer (the batching writer behind the proxy and the daemon) runs
-`git gc --auto` on a thread of its own after every few thousand objects it writes, or
-every 64 MB.
-git's own rules then apply: a gc only packs loose objects (and merges packs once there
-are many), never touches an object written in the last two weeks that no ref reaches
-yet, honours the repository's `gc.*` settings, and `gc.auto = 0` turns it off.
+So a long-running writer (the batching writer behind the proxy and the daemon) has git
+pack them on a thread of its own after every few thousand objects it writes, or every
+64 MB: `git repack -d -l` (what `gc --auto` runs when it finds many loose objects), then
+`git gc --auto` (which merges packs once there are many).
+git's own rules then apply: nothing is removed but loose objects now in a pack (and, by
+`gc`, unreachable objects older than two weeks), the repository's `gc.*` settings are
+honoured, and `gc.auto = 0` turns it all off.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -34,7 +37,7 @@ _GC_TIMEOUT_S = 600.0
 
 
 class Housekeeper:
-    """Runs `git gc --auto` in the repository at `git_dir` after every `every` objects."""
+    """Has git pack the repository at `git_dir` after every `every` objects written."""
 
     def __init__(self, git_dir: Path, every: int = LOOSE_OBJECTS) -> None:
         self._git_dir = git_dir
@@ -73,19 +76,33 @@ class Housekeeper:
         where = [git, f"--git-dir={self._git_dir}"]
         setting = subprocess.run(
             [*where, "config", "--get", "gc.auto"], capture_output=True, text=True, check=False
-        )
-        if setting.stdout.strip() == "0":
+        ).stdout.strip()
+        if setting == "0":
             return  # the repository's owner turned automatic gc off
-        # git estimates the loose objects from one of its 256 fan-out directories; with
-        # this threshold any writer's few thousand objects are enough: the writer decides.
-        argv = [*where, "-c", "gc.auto=256", "-c", "gc.autoDetach=false", "gc", "--auto", "-q"]
-        try:
-            done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=_GC_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired:
-            log.warning("git gc --auto ran for over %.0f s and was stopped", _GC_TIMEOUT_S)
-            return
-        if done.returncode != 0:
-            log.warning("git gc --auto failed: %s", done.stderr.strip()[-500:])
+        # Pack the loose objects (git's own --auto guesses their number from one of 256
+        # fan-out directories, too few on a small store), then let `gc --auto` merge
+        # packs once there are many and do the rest of its housekeeping.
+        if _run([*where, "repack", "-d", "-l", "-q"]):
+            _run([*where, "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"])
         self.runs += 1
+
+
+def _run(argv: list[str]) -> bool:
+    # In a session of its own, so that a command over its time stops with its children.
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, errors = process.communicate(timeout=_GC_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+        process.communicate()
+        log.warning("%s ran for over %.0f s and was stopped", " ".join(argv[2:]), _GC_TIMEOUT_S)
+        return False
+    if process.returncode != 0:
+        log.warning("%s failed: %s", " ".join(argv[2:]), errors.strip()[-500:])
+        return False
+    return True

@@ -44,6 +44,8 @@ _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 _TYPE_NUMS = {name: num for num, name in _TYPE_NAMES.items()}
 _PACKS_TTL = 1.0  # seconds before the list of packs is read again
 _RECENT_COMMITS = 64
+_CREATE_ATTEMPTS = 20
+_TABLE_LIMIT = 1_000_000  # objects in a pack above which no offset table is made
 
 
 def nest_changes(changes: Mapping[str, bytes | None]) -> Nested:
@@ -106,6 +108,12 @@ class _PackView:
     name: str
     data: mmap.mmap | None = None
     offsets: dict[bytes, int] | None = None
+    tabled: bool = False  # a table was asked for (None: this index has none)
+
+
+def _large(index: bytes, large_at: int, offset: int) -> int:
+    at = large_at + 8 * (offset & 0x7FFFFFFF)
+    return int.from_bytes(index[at : at + 8], "big")
 
 
 def _offset_table(index_path: str) -> dict[bytes, int] | None:
@@ -116,18 +124,15 @@ def _offset_table(index_path: str) -> dict[bytes, int] | None:
     if index[:8] != b"\xfftOc\x00\x00\x00\x02":
         return None
     count = int.from_bytes(index[8 + 255 * 4 : 8 + 256 * 4], "big")
+    if count > _TABLE_LIMIT:
+        return None  # over 130 MB of table: dulwich's lookup serves a pack this large
     names_at = 8 + 256 * 4
     offsets_at = names_at + 24 * count  # past the names (20 bytes each) and CRCs (4)
     large_at = offsets_at + 4 * count
     names = index[names_at : names_at + 20 * count]
     offsets: list[int] | tuple[int, ...] = struct.unpack(f">{count}I", index[offsets_at:large_at])
     if any(offset & 0x80000000 for offset in offsets):  # packs over 2 GiB
-        offsets = [
-            offset
-            if not offset & 0x80000000
-            else int.from_bytes(index[large_at + 8 * (offset & 0x7FFFFFFF) :][:8], "big")
-            for offset in offsets
-        ]
+        offsets = [_large(index, large_at, o) if o & 0x80000000 else o for o in offsets]
     return dict(zip([names[i : i + 20] for i in range(0, 20 * count, 20)], offsets, strict=True))
 
 
@@ -181,7 +186,12 @@ class TreeStore:
         except binascii.Error:
             return None
         with self._pack_lock:  # a pack is one file handle: seek-and-read is not shareable
-            for pack in self._known_packs():
+            try:
+                packs = self._known_packs()
+            except (OSError, PackFileDisappeared):  # a gc is replacing packs: the store decides
+                self._packs_read = -_PACKS_TTL
+                return None
+            for pack in packs:
                 try:
                     return self._read_packed(pack, binary)
                 except KeyError:
@@ -204,7 +214,8 @@ class TreeStore:
         # reader (which feeds zlib in slices and resolves deltas). A delta, or anything
         # that does not come out as expected, is read by dulwich.
         view = self._views[id(pack)]
-        if view.offsets is None and self._bulk and self._objects_dir is not None:
+        if not view.tabled and self._bulk and self._objects_dir is not None:
+            view.tabled = True
             index = os.path.join(self._objects_dir, "pack", view.name[: -len(".pack")] + ".idx")
             view.offsets = _offset_table(index)
         if view.offsets is not None:
@@ -235,13 +246,19 @@ class TreeStore:
     def _known_packs(self) -> list[Pack]:
         now = time.monotonic()
         if now - self._packs_read >= _PACKS_TTL and isinstance(self._store, PackBasedObjectStore):
-            packs = list(self._store.packs)
+            # A pack's name comes from its path: asking its data opens the file, which a
+            # running `git gc` may have renamed away. Its temporary packs are not ours.
+            named = [
+                (pack, os.path.basename(pack._basename) + ".pack") for pack in self._store.packs
+            ]
+            packs = [pack for pack, name in named if not name.startswith(".tmp-")]
             # A pack a repack replaced loses its view; its mapping closes once no read
             # holds it.
             known = {view.name: view for view in self._views.values()}
             self._views = {
-                id(pack): known.get(pack.data.filename) or _PackView(pack.data.filename)
-                for pack in packs
+                id(pack): known.get(name) or _PackView(name)
+                for pack, name in named
+                if not name.startswith(".tmp-")
             }
             self._packs = packs
             self._packs_read = now
@@ -379,6 +396,18 @@ class TreeStore:
             self._recent[sha] = (type_num, raw)
         return sha
 
+    @staticmethod
+    def _create(directory: str, tmp: str) -> int:
+        # git's gc removes a fan-out directory it emptied (when it packs, and again when
+        # it prunes), possibly between our makedirs and open; once our file is in it,
+        # the directory is not empty and stays.
+        for _ in range(_CREATE_ATTEMPTS - 1):
+            try:
+                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            except FileNotFoundError:
+                os.makedirs(directory, exist_ok=True)
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+
     def _write(self, type_num: int, header: bytes, raw: bytes, sha: bytes) -> None:
         if self._objects_dir is None:
             self._store.add_object(ShaFile.from_raw_string(type_num, raw, ObjectID(sha)))
@@ -393,13 +422,13 @@ class TreeStore:
             os.makedirs(directory, exist_ok=True)
             self._known_dirs.add(hexsha[:2])
         elif os.path.exists(target):
-            return
+            try:
+                os.utime(target)  # as git does: a gc then spares an object just written
+                return
+            except FileNotFoundError:
+                pass  # packed and removed meanwhile: write it again
         tmp = os.path.join(directory, f"tmp_obj_{os.getpid()}_{next(self._counter)}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        except FileNotFoundError:  # git's gc removed the emptied fan-out directory
-            os.makedirs(directory, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        fd = self._create(directory, tmp)
         try:
             # Wide trees are mostly SHA bytes that do not compress, and they are rewritten
             # on every commit: storing them (level 0) saves about 1 ms per 1,000 entries.
