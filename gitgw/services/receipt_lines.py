@@ -157,7 +157,7 @@ def receipt_line(loaded: Loaded, prepared: Prepared | None, outcome: Outcome, cl
 # its canonical JSON is written directly, in key order, with the JSON encoder's own
 # string and number forms (`encode_basestring` is what `canonical_json` uses for a str,
 # `repr` for a float or an int), rather than built as a dict and encoded with sorted
-# keys, which cost three times as much. Every line is read back through the `Receipt`
+# keys, which cost more (see docs/performance.md). Every line is read back through the `Receipt`
 # model and its digest recomputed by the proxy's tests, which any difference would fail.
 _str = encode_basestring
 

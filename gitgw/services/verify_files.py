@@ -30,14 +30,7 @@ from gitgw.concepts.checks import check_file
 from gitgw.errors import InvalidRecord
 from gitgw.state import StateRepo
 
-__all__ = [
-    "PARALLEL_FROM",
-    "FileChecks",
-    "Verdict",
-    "Wanted",
-    "check_files",
-    "default_workers",
-]
+__all__ = ["PARALLEL_FROM", "FileChecks", "Verdict", "Wanted", "check_files", "default_workers"]
 
 Wanted = tuple[int, str, str]  # (sequence number, path, blob id)
 Verdict = tuple[int, str | None, int]  # (sequence number, reason or None, records)

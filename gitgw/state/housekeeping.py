@@ -31,7 +31,7 @@ __all__ = ["LOOSE_OBJECTS", "Housekeeper"]
 
 log = logging.getLogger(__name__)
 
-LOOSE_OBJECTS = 2_000  # objects written before the next `git gc --auto`
+LOOSE_OBJECTS = 2_000  # objects written before git packs them
 LOOSE_BYTES = 64 << 20  # or bytes: late in a busy day, a few commits' wide trees
 _GC_TIMEOUT_S = 600.0
 
@@ -45,7 +45,7 @@ class Housekeeper:
         self._pending = 0
         self._pending_bytes = 0
         self._thread: threading.Thread | None = None
-        self.runs = 0  # gc runs finished (with or without packing anything)
+        self.runs = 0  # times git was asked to pack (whether or not it had anything to)
 
     def written(self, objects: int, size: int) -> None:
         """Count `objects` new loose objects of `size` bytes in all; start a gc once there
@@ -60,11 +60,11 @@ class Housekeeper:
 
     @property
     def running(self) -> bool:
-        """Whether a gc is running now."""
+        """Whether git is packing now."""
         return self._thread is not None and self._thread.is_alive()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Wait for a running gc to finish."""
+        """Wait for git to finish packing, if it is."""
         if self._thread is not None:
             self._thread.join(timeout)
 

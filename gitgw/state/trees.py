@@ -251,16 +251,12 @@ class TreeStore:
             named = [
                 (pack, os.path.basename(pack._basename) + ".pack") for pack in self._store.packs
             ]
-            packs = [pack for pack, name in named if not name.startswith(".tmp-")]
+            named = [(pack, name) for pack, name in named if not name.startswith(".tmp-")]
             # A pack a repack replaced loses its view; its mapping closes once no read
             # holds it.
             known = {view.name: view for view in self._views.values()}
-            self._views = {
-                id(pack): known.get(name) or _PackView(name)
-                for pack, name in named
-                if not name.startswith(".tmp-")
-            }
-            self._packs = packs
+            self._views = {id(pack): known.get(name) or _PackView(name) for pack, name in named}
+            self._packs = [pack for pack, _ in named]
             self._packs_read = now
         return self._packs
 
@@ -421,12 +417,14 @@ class TreeStore:
         if hexsha[:2] not in self._known_dirs:
             os.makedirs(directory, exist_ok=True)
             self._known_dirs.add(hexsha[:2])
-        elif os.path.exists(target):
+        else:
             try:
                 os.utime(target)  # as git does: a gc then spares an object just written
                 return
             except FileNotFoundError:
-                pass  # packed and removed meanwhile: write it again
+                pass  # not written yet, or packed and removed meanwhile
+            except OSError:
+                return  # there, but not this user's to touch
         tmp = os.path.join(directory, f"tmp_obj_{os.getpid()}_{next(self._counter)}")
         fd = self._create(directory, tmp)
         try:
