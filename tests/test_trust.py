@@ -146,3 +146,119 @@ def test_an_invalid_custom_pattern_is_a_clear_error() -> None:
 def test_patterns_do_not_match_across_message_boundaries(classifier: Classifier) -> None:
     # "4111 1111" + "1111 1111" would be a card number if the parts ran together.
     assert classifier.classify(["4111 1111", "1111 1111"]).rules == ()
+
+
+# -- the cheap pre-checks never skip a detector -----------------------------------------
+# Each detector runs only when a byte every match holds occurs (K, J, @, : or =), or a run
+# of 15 token characters, or (for digits) four digits or more: these texts sit on those
+# edges, at the ends of texts and next to non-ASCII text.
+
+GITHUB_PAT = "github_pat_" + "A1b2C3d4E5" * 6
+
+
+@pytest.mark.parametrize(
+    ("rule", "text"),
+    [
+        ("secret.slack-token", "xoxb-1234567890"),  # the shortest: a run of exactly 15
+        ("secret.github-token", GITHUB_PAT),  # missed before: its trigger never matched
+        ("secret.github-token", "github_pat_" + "é" * 60),  # \w: no ASCII run at all
+        ("secret.aws-access-key", "é AKIAIOSFODNN7EXAMPLE é"),
+        ("secret.private-key", "-----BEGIN PRIVATE KEY-----"),
+        ("secret.jwt", "eyJabcdefgh.eyJabcdefgh.abcdefgh"),
+        ("secret.url-credentials", "https://u:p@h"),
+        ("secret.assignment", "PASSWORD=hunter2hunter2"),
+        ("secret.assignment", "Api-Key : 'abcdefghij'"),
+        ("secret.assignment", "naïve access_token=abcdefgh"),
+        ("personal.email", "a@b.cd"),
+        ("personal.ipv4", "1.2.3.4"),  # four digits: the fewest anything but an IBAN has
+        ("personal.ipv6", "fe80:0:0:0:0:0:0:1"),
+        ("personal.ipv6", "dead:beef:cafe:babe:dead:beef:cafe:babe"),  # no digit at all
+        ("personal.iban", "GB83WESTABCDEFGHIJ"),  # an IBAN with only two digits
+        ("personal.iban", "pay GB67 ABCD EFGH IJKL MN, ref 9"),  # three digits
+        ("personal.iban", "IBAN: GB67 ABCD EFGH IJKL MN — danke schön"),
+    ],
+)
+def test_detectors_fire_at_the_edges_of_their_pre_checks(
+    classifier: Classifier, rule: str, text: str
+) -> None:
+    assert classifier.classify([text]).rules == (rule,)
+    assert classifier.classify(["ünïcödé prose first", text]).rules == (rule,)
+    assert classifier.classify(message_texts([{"role": "tool", "content": text}])).rules == (rule,)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "xoxb-123456789",  # one character short of a Slack token
+        "gb83WESTABCDEFGHIJ",  # lower-case country code: no IBAN
+        "GB84WESTABCDEFGHIJ",  # wrong check digits
+        "id call_1 and call_2",
+        "token: short",
+        "fe80:0:0:0:0:0:1",  # seven groups
+    ],
+)
+def test_near_misses_stay_at_the_default(classifier: Classifier, text: str) -> None:
+    assert classifier.classify([text]).rules == ()
+
+
+@pytest.mark.parametrize(("rule", "text"), SENSITIVE.items())
+def test_detectors_fire_wherever_the_value_sits(
+    classifier: Classifier, rule: str, text: str
+) -> None:
+    contexts = [
+        [text],
+        ["x" * 4000 + "\n" + text],  # at the end of a long text
+        [text + "\n" + "Ünïcödé " * 500],  # before a long non-ASCII one
+        ["a short system prompt", "def f(x):\n    return x", text],  # a later part
+    ]
+    for texts in contexts:
+        assert rule in classifier.classify(texts).rules, texts
+
+
+def test_digits_and_tokens_do_not_join_across_message_boundaries(
+    classifier: Classifier,
+) -> None:
+    # "GB83" + "WESTABCDEFGHIJ" is an IBAN only when the parts run together, and each part
+    # of "xoxb-12345" + "67890" is shorter than a Slack token.
+    assert classifier.classify(["GB83", "WESTABCDEFGHIJ"]).rules == ()
+    assert classifier.classify(["xoxb-12345", "67890"]).rules == ()
+    assert classifier.classify(["fe80:0:0:0", "0:0:0:1"]).rules == ()
+
+
+def test_a_coding_conversation_is_at_the_default(classifier: Classifier) -> None:
+    code = "def merge(base, ours, theirs):\n    result = dict(base)\n    return result\n"
+    messages = [
+        {"role": "system", "content": "You are a careful reviewer of Python code."},
+        {"role": "user", "content": "Review this function:\n" + code},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "read_file", "arguments": '{"path": "merge.py"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": code * 20},
+        {"role": "user", "content": "Also explain the complexity, please." + " Thanks!" * 100},
+    ]
+    result = classifier.classify(message_texts(messages))
+    assert result == classifier.classify(message_texts(messages))
+    assert (result.level, result.rules, result.declared) == ("internal", (), None)
+    declared = classifier.classify(message_texts(messages), declared="confidential")
+    assert (declared.level, declared.declared) == ("confidential", "confidential")
+
+
+def test_message_texts_takes_every_string_in_order_and_no_role() -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "a", "name": "b"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "c"}, ["d", 7, None, {"role": "x"}]],
+        },
+        {"role": "tool", "content": None, "tool_call_id": "e", "extra": 1.5},
+    ]
+    assert list(message_texts(messages)) == ["a", "b", "text", "c", "d", "e"]
+    assert list(message_texts(["plain", {"role": "user"}])) == ["plain"]

@@ -7,12 +7,17 @@ every message counts: system, user, assistant, tool calls and tool results.
 
 Classification runs on the request path, so it is built for speed. Python's regular
 expressions are fast when a pattern starts with a literal and slow when it starts with
-a character class (every position is tried). So each secret detector is anchored on a
-literal and runs only when that literal occurs in the text; personal data made of digits
+a character class (every position is tried), and every pass over the text costs about as
+much as another. So each secret detector is anchored on a literal and runs only when that
+literal occurs in the text, and before even that only when a byte every match contains
+occurs (found at memchr speed) or, for token-shaped secrets, a run of at least 15 token
+characters (most prose and code has none); personal data made of digits
 (payment cards, phone numbers, IP addresses, US social security numbers, IBANs) shares
 one scan for digit runs whose few candidates are then checked in Python (Luhn, IBAN
-mod 97, ranges); and high-entropy tokens are looked for only in long whitespace-separated
-words. Results carry rule names, never the matched values.
+mod 97, ranges), skipped when the text has fewer than four digits (then only an IBAN is
+possible, and looked for where the digits are); and high-entropy tokens are looked for
+only in long whitespace-separated words. Results carry rule names, never the matched
+values.
 """
 
 from __future__ import annotations
@@ -40,30 +45,53 @@ class _Literal:
 
     A trigger is a string looked for with `in`, or (written `re:...`) a small regular
     expression starting with a literal, which finds any of several related triggers
-    in one pass (`gh(?:[pousr]_|ithub_pat_)` costs what one `in` costs, not six).
+    in one pass (`gh[pousr]_` costs what one `in` costs, not five). Before the triggers,
+    `needs` is checked, which costs far less: bytes one of which every match contains
+    (each looked for at memchr speed, as an int), or none, when every match in ASCII text
+    is a run of at least 15 token characters (`_RUN`) and, unless `unicode`, in any text.
     """
 
     name: str
     level: Level
+    needs: tuple[int, ...]
     triggers: tuple[bytes | re.Pattern[bytes], ...]
     pattern: re.Pattern[str]
     lowercase: bool = False  # triggers and pattern apply to the lower-cased text
+    unicode: bool = False  # the pattern matches non-ASCII letters too (`\w`)
 
     def triggered(self, haystack: bytes) -> bool:
         """Whether one of the triggers occurs in `haystack`."""
         for trigger in self.triggers:
-            if trigger in haystack if isinstance(trigger, bytes) else trigger.search(haystack):
+            if _has(haystack, trigger) if isinstance(trigger, bytes) else trigger.search(haystack):
                 return True
         return False
 
 
 def _lit(
-    name: str, level: Level, triggers: tuple[str, ...], pattern: str, *, lowercase: bool = False
+    name: str,
+    level: Level,
+    needs: str,
+    triggers: tuple[str, ...],
+    pattern: str,
+    *,
+    lowercase: bool = False,
+    unicode: bool = False,
 ) -> _Literal:
     encoded = tuple(
         re.compile(t[3:].encode()) if t.startswith("re:") else t.encode() for t in triggers
     )
-    return _Literal(name, level, encoded, re.compile(pattern), lowercase)
+    needed = tuple(needs.encode())
+    return _Literal(name, level, needed, encoded, re.compile(pattern), lowercase, unicode)
+
+
+def _has(haystack: bytes, needle: bytes) -> bool:
+    """Whether `needle` occurs in `haystack`, for a fraction of what `in` costs.
+
+    `needle in haystack` first tries the needle as an int and builds and discards a
+    TypeError, which costs as much as searching 1 KB; `partition` returns its argument
+    unchanged, with an empty separator, when the needle is absent.
+    """
+    return bool(haystack.partition(needle)[1])
 
 
 def _entropy(text: str) -> float:
@@ -87,45 +115,55 @@ def _random_token(token: str) -> bool:
     )
 
 
+# `needs` is "" where every match is a run of 15 or more ASCII token characters.
 LITERAL_DETECTORS: tuple[_Literal, ...] = (
     _lit(
         "secret.private-key",
         RESTRICTED,
+        "K",
         ("PRIVATE KEY",),
         r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----",
     ),
     _lit(
         "secret.aws-access-key",
         RESTRICTED,
+        "",
         ("re:AKIA|ASIA",),
         r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])",
     ),
+    # Two detectors under one name, so that each has a trigger of its own.
+    _lit("secret.github-token", RESTRICTED, "", ("re:gh[pousr]_",), r"gh[pousr]_[A-Za-z0-9]{36,}"),
     _lit(
         "secret.github-token",
         RESTRICTED,
-        ("re:gh(?:[pousr]_|ithub_pat_)",),
-        r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{60,})",
+        "",
+        ("github_pat_",),
+        r"github_pat_\w{60,}",
+        unicode=True,
     ),
-    _lit("secret.anthropic-key", RESTRICTED, ("sk-",), r"sk-ant-[A-Za-z0-9_-]{20,}"),
+    _lit("secret.anthropic-key", RESTRICTED, "", ("sk-",), r"sk-ant-[A-Za-z0-9_-]{20,}"),
     _lit(
         "secret.openai-key",
         RESTRICTED,
+        "",
         ("sk-",),
         r"sk-(?!ant-)(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}",
     ),
-    _lit("secret.slack-token", RESTRICTED, ("xox",), r"xox[abprs]-[A-Za-z0-9-]{10,}"),
-    _lit("secret.google-api-key", RESTRICTED, ("AIza",), r"AIza[0-9A-Za-z_-]{35}"),
-    _lit("secret.stripe-key", RESTRICTED, ("_live_",), r"[rs]k_live_[0-9A-Za-z]{20,}"),
+    _lit("secret.slack-token", RESTRICTED, "", ("xox",), r"xox[abprs]-[A-Za-z0-9-]{10,}"),
+    _lit("secret.google-api-key", RESTRICTED, "", ("AIza",), r"AIza[0-9A-Za-z_-]{35}"),
+    _lit("secret.stripe-key", RESTRICTED, "", ("_live_",), r"[rs]k_live_[0-9A-Za-z]{20,}"),
     _lit(
         "secret.jwt",
         RESTRICTED,
+        "J",
         ("eyJ",),
         r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
     ),
-    _lit("secret.url-credentials", RESTRICTED, ("://",), r"://[^\s:/@]+:[^\s@/]+@[^\s/]+"),
+    _lit("secret.url-credentials", RESTRICTED, "@", ("://",), r"://[^\s:/@]+:[^\s@/]+@[^\s/]+"),
     _lit(
         "secret.assignment",
         RESTRICTED,
+        ":=",  # lower-casing never makes or removes either
         ("passw", "secret", "re:api[_-]?key", "token"),
         r"(?:password|passwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token)"
         r"[\"']?\s*[:=]\s*[\"']?[^\s\"']{8,}",
@@ -134,10 +172,25 @@ LITERAL_DETECTORS: tuple[_Literal, ...] = (
     _lit(
         "personal.email",
         CONFIDENTIAL,
+        "@",
         ("@",),
         r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
     ),
 )
+
+
+_Group = tuple[tuple[int, ...], bool, tuple[_Literal, ...]]
+
+
+def _grouped(detectors: tuple[_Literal, ...]) -> tuple[_Group, ...]:
+    # Detectors with the same needs share one check of them.
+    groups: dict[tuple[tuple[int, ...], bool], list[_Literal]] = {}
+    for detector in detectors:
+        groups.setdefault((detector.needs, detector.unicode), []).append(detector)
+    return tuple((needs, unicode, tuple(group)) for (needs, unicode), group in groups.items())
+
+
+_GROUPS = _grouped(LITERAL_DETECTORS)
 
 # Python's regular expressions are fast only where a pattern starts with a literal. So
 # the text is encoded once and translated (a table lookup in C) into "shapes" in which
@@ -147,7 +200,8 @@ _SHAPE = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"0" * 10 + b"
 _TOKEN_CHARS = bytes(
     97 if chr(i).isascii() and (chr(i).isalnum() or chr(i) in "+/_=-") else 32 for i in range(256)
 )
-_HEX_SHAPE = bytes.maketrans(b"0123456789abcdefABCDEF", b"h" * 22)
+_RUN = b"a" * 15  # the shortest token-shaped secret: xoxb- and 10 more
+_ENTROPY_RUN = b"a" * 32
 _DIGIT_RUN = re.compile(rb"0[0 .()/-]{5,}0")
 _IBAN_START = re.compile(rb"AA00")
 _LONG_TOKEN = re.compile(rb"a{32,}")
@@ -156,6 +210,10 @@ _IPV4 = re.compile(r"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.
 _PHONE = re.compile(r"\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}")
 _IBAN = re.compile(rb"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?")
 _IPV6 = re.compile(r"(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}")
+# What every IPv6 address holds from its first colon on, in a pattern that starts with a
+# literal: one pass over the text, where `_IPV6` would try every position.
+_IPV6_TAIL = re.compile(rb":(?<=[0-9a-fA-F]:)(?:[0-9a-fA-F]{1,4}:){6}[0-9a-fA-F]")
+_COLON = ord(":")  # an int: memchr
 
 
 def _luhn(digits: str) -> bool:
@@ -191,10 +249,80 @@ def _numeric(raw: bytes, shape: bytes, found: set[str]) -> None:
                 found.add("personal.ipv4")
         if run.startswith("+") and _PHONE.match(run):
             found.add("personal.phone")
+    if not _has(shape, _IBAN_START.pattern):
+        return  # one quick pass, where finditer would be a slower one
     for match in _IBAN_START.finditer(shape):
-        candidate = _IBAN.match(raw, match.start())
-        if candidate and _iban(candidate.group().decode("ascii")):
-            found.add("personal.iban")
+        _iban_at(raw, match.start(), found)
+
+
+def _iban_at(raw: bytes, start: int, found: set[str]) -> None:
+    candidate = _IBAN.match(raw, start)
+    if candidate and _iban(candidate.group().decode("ascii")):
+        found.add("personal.iban")
+
+
+_DIGITS = tuple((digit, bytes([digit])) for digit in b"0123456789")
+
+
+def _few_digits(raw: bytes) -> list[int] | None:
+    """Where the digits of `raw` are if it has fewer than four, else None.
+
+    Looking for each digit at memchr speed costs a fraction of the shape translation and
+    the scan for digit runs, and with fewer than four digits nothing but an IBAN can be
+    there: a payment card has 13, an SSN 9, a phone number 6, an IPv4 address 4.
+    """
+    positions: list[int] = []
+    for digit, separator in _DIGITS:
+        if digit not in raw:
+            continue
+        rest, offset = raw, 0
+        while digit in rest:
+            if len(positions) == 3:
+                return None
+            head, _, rest = rest.partition(separator)
+            offset += len(head)
+            positions.append(offset)
+            offset += 1
+    return positions
+
+
+def _few_digit_iban(raw: bytes, positions: list[int], found: set[str]) -> None:
+    # An IBAN starts with two upper-case letters and two digits (`_IBAN_START`).
+    for at in positions:
+        letters = raw[at - 2 : at] if at >= 2 else b""
+        if at + 1 in positions and letters.isalpha() and letters.isupper():
+            _iban_at(raw, at - 2, found)
+
+
+def _literals(text: str, raw: bytes, long_run: bool, found: set[str]) -> bytes | None:
+    """Run the literal detectors whose needs `raw` meets; the lower-cased text if made."""
+    lowered: bytes | None = None
+    seen: dict[bytes, bool] = {}  # "sk-" opens two detectors: look for it once
+    for needs, unicode, detectors in _GROUPS:
+        if needs:
+            for need in needs:
+                if need in raw:
+                    break
+            else:
+                continue
+        elif not long_run and not (unicode and not text.isascii()):
+            continue
+        for detector in detectors:
+            haystack = raw
+            if detector.lowercase:
+                haystack = lowered = raw.lower() if lowered is None else lowered
+            first = detector.triggers[0]
+            if isinstance(first, bytes) and len(detector.triggers) == 1:
+                hit = seen.get(first)
+                if hit is None:
+                    hit = seen[first] = _has(haystack, first)
+            else:
+                hit = detector.triggered(haystack)
+            if hit:
+                subject = text.lower() if detector.lowercase else text
+                if detector.pattern.search(subject):
+                    found.add(detector.name)
+    return lowered
 
 
 @dataclass(frozen=True)
@@ -216,16 +344,23 @@ def message_texts(messages: Iterable[Any]) -> Iterator[str]:
 
 
 def _texts(value: Any, found: list[str]) -> None:
-    # A plain recursion into a list: nested generators cost a few microseconds a message.
-    if isinstance(value, str):
-        found.append(value)
-    elif isinstance(value, dict):
+    # A plain recursion into a list (nested generators cost a few microseconds a message)
+    # that appends strings where it meets them: a call per string costs more than the test.
+    if isinstance(value, dict):
         for key, item in value.items():
             if key != "role":
-                _texts(item, found)
+                if isinstance(item, str):
+                    found.append(item)
+                elif isinstance(item, (dict, list)):
+                    _texts(item, found)
     elif isinstance(value, list):
         for item in value:
-            _texts(item, found)
+            if isinstance(item, str):
+                found.append(item)
+            elif isinstance(item, (dict, list)):
+                _texts(item, found)
+    elif isinstance(value, str):
+        found.append(value)
 
 
 @dataclass
@@ -241,6 +376,7 @@ class Classifier:
 
     def __init__(self, config: TrustConfig) -> None:
         self.default: Level = config.default_level
+        self._plain = Classification(self.default, ())  # most requests: nothing found
         self._custom: list[_Custom] = []
         for rule in config.rules:
             source = rule.pattern or "|".join(re.escape(k) for k in rule.keywords or ())
@@ -258,36 +394,27 @@ class Classifier:
         """The names of the rules `text` triggers."""
         found: set[str] = set()
         raw = text.encode("utf-8", "surrogatepass")
-        lowered = raw.lower()
-        seen: dict[bytes, bool] = {}  # "sk-" opens two detectors: look for it once
-        for detector in LITERAL_DETECTORS:
-            haystack = lowered if detector.lowercase else raw
-            first = detector.triggers[0]
-            if isinstance(first, bytes) and len(detector.triggers) == 1:
-                hit = seen.get(first)
-                if hit is None:
-                    hit = seen[first] = first in haystack
-            else:
-                hit = detector.triggered(haystack)
-            if hit:
-                subject = text.lower() if detector.lowercase else text
-                if detector.pattern.search(subject):
-                    found.add(detector.name)
-        shape = raw.translate(_SHAPE)
-        _numeric(raw, shape, found)
-        if raw.count(b":") >= 7:
-            hexes = raw.translate(_HEX_SHAPE)
-            if hexes.count(b"h:h") >= 3 and _IPV6.search(text):
-                found.add("personal.ipv6")
         tokens = raw.translate(_TOKEN_CHARS)
-        if b"a" * 32 in tokens:
+        long_run = _has(tokens, _RUN)
+        lowered = _literals(text, raw, long_run, found)
+        digits = _few_digits(raw)
+        if digits is None:
+            _numeric(raw, raw.translate(_SHAPE), found)
+        elif len(digits) >= 2:
+            _few_digit_iban(raw, digits, found)
+        if _COLON in raw and _IPV6_TAIL.search(raw) and _IPV6.search(text):
+            found.add("personal.ipv6")
+        if long_run and _has(tokens, _ENTROPY_RUN):
             for match in _LONG_TOKEN.finditer(tokens):
                 if _random_token(raw[match.start() : match.end()].decode("ascii")):
                     found.add("secret.high-entropy-token")
                     break
         for rule in self._custom:
-            if rule.keywords and not any(k in lowered for k in rule.keywords):
-                continue
+            if rule.keywords:
+                if lowered is None:
+                    lowered = raw.lower()
+                if not any(_has(lowered, k) for k in rule.keywords):
+                    continue
             if rule.pattern.search(text):
                 found.add(rule.name)
         return found
@@ -296,6 +423,8 @@ class Classifier:
         """The level of a request made of `texts`, raised (never lowered) by `declared`."""
         # One scan over all parts: the separator (NUL, then a newline) ends every pattern.
         rules = self.scan("\x00\n".join(texts))
+        if not rules and declared is None:
+            return self._plain
         rank = level_rank(self.default)
         for name in rules:
             rank = max(rank, level_rank(self._level_of(name)))
