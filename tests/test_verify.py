@@ -10,6 +10,7 @@ import pytest
 
 from gitgw._clock import default_clock
 from gitgw.concepts.store import Store
+from gitgw.errors import InvalidRecord
 from gitgw.records import ConsentEntry, Handoff, render
 from gitgw.state import StateRepo
 from tests.conftest import git, run_cli
@@ -229,3 +230,71 @@ def test_files_checked_in_other_processes_give_the_same_report(
     assert "does not match the consent schema: action" in reasons[files["schema"]]
     assert "add-only record was deleted" in reasons[added[1]]
     assert reasons["notes.txt"] == "is not a path gitgw knows"
+
+
+def test_runs_and_receipts_get_the_verdicts_of_the_full_check(
+    state_repo: Path, clone: Path
+) -> None:
+    """Runs and receipt batches take verify's fast check: each bad file still gets the
+    reason the full check gives, in this process and in worker processes alike."""
+    from gitgw.records import Receipt, render_batch
+    from gitgw.records.layout import parse_file
+    from gitgw.records.run import Run
+    from gitgw.services.verify import verify
+
+    clock = default_clock()
+
+    def run(**fields: object) -> tuple[str, bytes]:
+        return render(
+            Run.model_validate(
+                {"id": clock.new_id(), "kind": "call", "status": "started"}
+                | {"started": clock.now(), **fields}
+            )
+        )
+
+    def batch(count: int) -> tuple[str, bytes]:
+        receipts = [
+            Receipt(id=clock.new_id(), created=clock.now(), level="internal", outcome="ok")
+            for _ in range(count)
+        ]
+        return render_batch(receipts, clock.new_id())
+
+    files: dict[str, tuple[str, bytes]] = {"good": run(provider="é \u2028"), "batch": batch(3)}
+    path, data = run()
+    files["tampered"] = path, data.replace(b'"started"', b'"failed"')
+    path, data = run()
+    year = path.split("/")[1]
+    files["misplaced"] = path.replace(f"/{year}/", f"/{int(year) - 1}/"), data
+    path, data = run()
+    files["naive"] = path, data.replace(b'Z"', b'"')
+    path, data = batch(2)
+    lines = data.split(b"\n")
+    files["bad-line"] = path, lines[0] + b"\n" + lines[1].replace(b'"ok"', b'"refused"') + b"\n"
+    path, data = batch(2)
+    hour = path.split("/")[4]
+    files["other-hour"] = path.replace(f"/{hour}/", f"/{(int(hour) + 1) % 24:02d}/"), data
+    for path, data in files.values():
+        (clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (clone / path).write_bytes(data)
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "runs and receipts", cwd=clone)
+    _push(clone)
+    with StateRepo.discover(state_repo) as repo:
+        here = verify(repo, cache=False, workers=1)
+    with StateRepo.discover(state_repo) as repo:
+        shared = verify(repo, cache=False, workers=2, parallel_from=0)
+    assert shared.problems == here.problems
+    assert (shared.files, shared.records) == (here.files, here.records)
+    reasons = {problem.path: problem.reason for problem in here.problems}
+    expected = {}
+    for name, (path, data) in files.items():
+        try:
+            parse_file(path, data)
+        except InvalidRecord as exc:
+            expected[path] = exc.reason
+        else:
+            assert name in ("good", "batch")
+    assert {path: reasons.get(path) for path in expected} == expected
+    assert len(expected) == len(files) - 2
+    assert files["good"][0] not in reasons
+    assert files["batch"][0] not in reasons

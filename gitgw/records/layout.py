@@ -34,6 +34,7 @@ __all__ = [
     "Kind",
     "Parsed",
     "jsonl_lines",
+    "kind_at",
     "kind_named",
     "kind_of",
     "parse_file",
@@ -163,6 +164,18 @@ def kind_of(path: str) -> tuple[Kind, dict[str, str]] | None:
                     break
         if match:
             return kind, {k: v for k, v in match.groupdict().items() if v is not None}
+    return None
+
+
+def kind_at(path: str) -> Kind | None:
+    """The kind `kind_of` finds for `path`, without the parts its name carries (`verify`
+    asks it of every file in history)."""
+    for kind in _BY_TOP.get(path.split("/", 1)[0], ()):
+        if kind.pattern.fullmatch(path) is not None:
+            return kind
+        for earlier in kind.earlier_patterns:
+            if earlier.fullmatch(path) is not None:
+                return kind
     return None
 
 

@@ -31,8 +31,9 @@ from gitgw import __version__
 from gitgw.concepts.checks import check_file
 from gitgw.errors import GitgwError, InvalidRecord
 from gitgw.records import KINDS, json_schemas, kind_of
+from gitgw.records.layout import kind_at
 from gitgw.services.verify_files import PARALLEL_FROM, FileChecks, default_workers
-from gitgw.state import StateRepo, changes_of, commits_oldest_first
+from gitgw.state import StateRepo, changes_along, changes_of, commits_oldest_first
 from gitgw.state.history import commits_since
 
 __all__ = ["Problem", "Report", "check_incoming", "verify"]
@@ -126,12 +127,12 @@ class _Checker:
 
     def change(self, commit: str, path: str, old: str | None, new: str | None) -> None:
         self.seq += 1
-        found = kind_of(path)
-        if found is None:
+        kind = kind_at(path)
+        if kind is None:
             if new is not None:
                 self.problem(path, commit, "is not a path gitgw knows")
             return
-        if not found[0].add_only:
+        if not kind.add_only:
             return  # mutable files are checked as they are at the head
         if old is None and new is not None:
             self.added_in.setdefault(path, commit)
@@ -144,7 +145,7 @@ class _Checker:
 
     def file(self, commit: str, path: str, blob: str) -> None:
         self.report.files += 1
-        known = self.proven.known.get((path, blob))
+        known = self.proven.known.get((path, blob)) if self.proven.known else None
         if known is not None:
             self.report.cached += 1
             self.report.records += known
@@ -191,9 +192,11 @@ def verify(
     checker = _Checker(repo, report, _Proven(repo, secrets, cache), files)
     commits = commits_oldest_first(repo, head)
     report.commits = len(commits)
-    for number, commit in enumerate(commits, 1):
-        for change in changes_of(repo, commit):
-            checker.change(commit, change.path, change.old, change.new)
+    for number, (commit, changes) in enumerate(
+        zip(commits, changes_along(repo, commits), strict=True), 1
+    ):
+        for path, old, new in changes:
+            checker.change(commit, path, old, new)
         if progress is not None and (number % 500 == 0 or number == len(commits)):
             progress(number, len(commits))
     checker.finish()

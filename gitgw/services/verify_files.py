@@ -28,6 +28,7 @@ from pathlib import Path
 
 from gitgw.concepts.checks import check_file
 from gitgw.errors import InvalidRecord
+from gitgw.records.fast_check import prepare_checks, verify_file
 from gitgw.state import StateRepo
 
 __all__ = ["PARALLEL_FROM", "FileChecks", "Verdict", "Wanted", "check_files", "default_workers"]
@@ -51,11 +52,14 @@ def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> list[Ve
     with _no_cycle_collection():
         for seq, path, blob in wanted:
             try:
-                parsed = check_file(path, repo.blob(blob), guards=secrets)
+                if secrets:  # the guards need what parse_file builds
+                    count = len(check_file(path, repo.blob(blob)).records) or 1
+                else:
+                    count = verify_file(path, repo.blob(blob))
             except InvalidRecord as exc:
                 verdicts.append((seq, exc.reason, 0))
                 continue
-            verdicts.append((seq, None, len(parsed.records) or 1))
+            verdicts.append((seq, None, count))
     return verdicts
 
 
@@ -125,6 +129,7 @@ class FileChecks:
 
     def _send(self) -> None:
         if self._pool is None:
+            prepare_checks()  # built once here, not in every worker
             self._pool = ProcessPoolExecutor(
                 self._workers, mp_context=multiprocessing.get_context("fork")
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from gitgw.state.history import Change, changes_of, commits_oldest_first
+from gitgw.state.history import Change, changes_along, changes_of, commits_oldest_first
 from gitgw.state.repo import DEFAULT_BRANCH, CommitInfo, StateRepo
 from gitgw.state.writer import BatchWriter
 
@@ -46,6 +46,7 @@ __all__ = [
     "MergeResult",
     "PathConflict",
     "StateRepo",
+    "changes_along",
     "changes_of",
     "commits_oldest_first",
     "fetch",

@@ -6,14 +6,21 @@ a record that arrived through the other parent was checked where it was first ad
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from dulwich.objects import Commit
 
 from gitgw.state.repo import StateRepo
 
-__all__ = ["Change", "changes_of", "commits_oldest_first", "commits_since"]
+__all__ = [
+    "Change",
+    "FileChange",
+    "changes_along",
+    "changes_of",
+    "commits_oldest_first",
+    "commits_since",
+]
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,32 @@ def changes_of(repo: StateRepo, commit_id: str) -> Iterator[Change]:
             if after is None and path not in seen_deleted and before is not None:
                 seen_deleted.add(path)
                 yield Change(path, _ascii(before), None)
+
+
+FileChange = tuple[str, str | None, str | None]  # (path, old blob, new blob), as a `Change`
+
+
+def changes_along(repo: StateRepo, commits: Sequence[str]) -> Iterator[list[FileChange]]:
+    """What each of `commits` changed, in turn, as `changes_of` finds it.
+
+    For commits each after its parents (`commits_oldest_first`), a commit's one parent is
+    most often the commit before it: that tree is kept from then rather than the parent
+    read and parsed again, and the changes come as plain tuples. `verify` walks every
+    commit of a long history this way; a merge or a root commit goes through `changes_of`.
+    """
+    last: tuple[bytes, bytes] | None = None  # (commit, its tree)
+    for commit_id in commits:
+        sha = commit_id.encode("ascii")
+        commit = repo.trees.get(sha)
+        assert isinstance(commit, Commit)
+        if last is not None and commit.parents == [last[0]]:
+            yield [
+                (path, _ascii(old), _ascii(new))
+                for path, old, new in repo.trees.diff(last[1], commit.tree)
+            ]
+        else:
+            yield [(c.path, c.old, c.new) for c in changes_of(repo, commit_id)]
+        last = (sha, commit.tree)
 
 
 def _blob_at(repo: StateRepo, tree: bytes, path: str) -> bytes | None:

@@ -35,6 +35,7 @@ __all__ = ["DIR_MODE", "FILE_MODE", "Entries", "TreeStore", "nest_changes"]
 
 FILE_MODE = 0o100644
 DIR_MODE = stat.S_IFDIR
+_FORMAT = 0o170000  # the file-type bits of a mode: `stat.S_ISDIR(m)` is `m & _FORMAT == DIR_MODE`
 
 Entries = dict[bytes, tuple[int, bytes]]  # name -> (mode, hex id)
 # name -> blob id (set), None (delete), or the changes of a subdirectory
@@ -136,6 +137,23 @@ def _offset_table(index_path: str) -> dict[bytes, int] | None:
     return dict(zip([names[i : i + 20] for i in range(0, 20 * count, 20)], offsets, strict=True))
 
 
+# Offset tables by index file (path, size, change time), kept for the process and the
+# processes it forks: verify's workers would each read the index again (a tenth of a
+# second for 100,000 objects) to build the table their parent built during its walk.
+_TABLES: dict[tuple[str, int, int], dict[bytes, int] | None] = {}
+_TABLES_KEPT = 8
+
+
+def _shared_offset_table(index_path: str) -> dict[bytes, int] | None:
+    found = os.stat(index_path)
+    key = (index_path, found.st_size, found.st_mtime_ns)
+    if key not in _TABLES:
+        if len(_TABLES) >= _TABLES_KEPT:
+            _TABLES.clear()  # packs a repack replaced
+        _TABLES[key] = _offset_table(index_path)
+    return _TABLES[key]
+
+
 class TreeStore:
     """Reads and writes the trees, blobs and commits of one object store."""
 
@@ -217,7 +235,7 @@ class TreeStore:
         if not view.tabled and self._bulk and self._objects_dir is not None:
             view.tabled = True
             index = os.path.join(self._objects_dir, "pack", view.name[: -len(".pack")] + ".idx")
-            view.offsets = _offset_table(index)
+            view.offsets = _shared_offset_table(index)
         if view.offsets is not None:
             offset = view.offsets[binary]  # KeyError: not in this pack
         else:
@@ -337,6 +355,20 @@ class TreeStore:
         self, old: bytes | None, new: bytes | None, prefix: str = ""
     ) -> Iterator[tuple[str, bytes | None, bytes | None]]:
         """(path, old blob, new blob) for every file that differs; equal subtrees are skipped."""
+        # Gathered in one list by plain recursion, then handed out: a generator per
+        # directory level passed each change up through every level above it, which
+        # cost verify's walk as much as finding the changes.
+        found: list[tuple[str, bytes | None, bytes | None]] = []
+        self._diff_into(old, new, prefix, found)
+        yield from found
+
+    def _diff_into(
+        self,
+        old: bytes | None,
+        new: bytes | None,
+        prefix: str,
+        found: list[tuple[str, bytes | None, bytes | None]],
+    ) -> None:
         if old == new:
             return
         old_set = self._entry_set(old) if old else frozenset()
@@ -349,14 +381,14 @@ class TreeStore:
         for name in sorted(before.keys() | after.keys()):
             was, now = before.get(name), after.get(name)
             path = prefix + name.decode("utf-8")
-            before_dir = was[1] if was and stat.S_ISDIR(was[0]) else None
-            after_dir = now[1] if now and stat.S_ISDIR(now[0]) else None
+            before_dir = was[1] if was and was[0] & _FORMAT == DIR_MODE else None
+            after_dir = now[1] if now and now[0] & _FORMAT == DIR_MODE else None
             if before_dir or after_dir:
-                yield from self.diff(before_dir, after_dir, path + "/")
+                self._diff_into(before_dir, after_dir, path + "/", found)
             before_file = was[1] if was and not before_dir else None
             after_file = now[1] if now and not after_dir else None
             if before_file != after_file:
-                yield path, before_file, after_file
+                found.append((path, before_file, after_file))
 
     def _entry_set(self, sha: bytes) -> frozenset[bytes]:
         # A tree's raw entries (mode, name, binary id), unparsed; cached for the next
