@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -72,6 +73,20 @@ def test_main_returns_the_exit_code(state_repo: Path) -> None:
     assert main(["--repo", str(state_repo), "status"]) == 0
     assert main(["--repo", str(state_repo / "nowhere"), "status"]) == 1
     assert main(["status", "--bogus"]) == 2
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_loading_a_command_leaves_the_cycle_collector_as_it_was(collecting: bool) -> None:
+    # Commands are imported with the collector off (faster start-up); it must come back.
+    ctx = click.Context(cli)
+    cli.commands.pop("status", None)
+    if not collecting:
+        gc.disable()
+    try:
+        assert cli.get_command(ctx, "status") is not None
+        assert gc.isenabled() is collecting
+    finally:
+        gc.enable()
 
 
 def test_demo_builds_and_verifies_the_example(tmp_path: Path) -> None:

@@ -15,10 +15,12 @@ from typing import Any
 
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gitgw.concepts.consent import grant, revoke
 from gitgw.concepts.context import context_parts
 from gitgw.errors import GitgwError
+from gitgw.proxy.metrics import Metrics
 from gitgw.proxy.serve import check_host
 from gitgw.services.gateway import token_hash
 from gitgw.state import StateRepo
@@ -380,9 +382,41 @@ def test_health_and_metrics_never_call_a_model(
     metrics = text.decode()
     assert 'gitgw_requests_total{outcome="ok",status="200"} 1.0' in metrics
     assert 'gitgw_refusals_total{code="trust_level_exceeded",level="confidential"} 1.0' in metrics
-    for name in ("gitgw_overhead_seconds_bucket", "gitgw_request_duration_seconds_count",
-                 "gitgw_receipt_writer_lag", "gitgw_receipts_recorded_total"):  # fmt: skip
-        assert name in metrics
+    # Prometheus's own parser reads the whole exposition, and the numbers add up.
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+    assert samples[("gitgw_request_duration_seconds_count", ())] == 2
+    assert samples[("gitgw_request_duration_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert samples[("gitgw_overhead_seconds_count", ())] == 2
+    assert samples[("gitgw_receipts_recorded_total", ())] == 2
+    assert samples[("gitgw_receipts_written_total", ())] == 2
+    assert samples[("gitgw_receipt_writer_lag", ())] == 0
+    assert samples[("gitgw_request_duration_seconds_sum", ())] > 0
+
+
+def test_metrics_text_reads_back_through_prometheus_parser() -> None:
+    metrics = Metrics()
+    metrics.request_done(200, "ok", 0.001, 0.25)  # exactly on a bound: counted in it
+    metrics.request_done(502, "failed", 99.0, 0.0)  # above every bound
+    metrics.fallbacks.labels('ol"la\\ma\nx', "status").inc()
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["gitgw_request_duration_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
+    assert buckets["0.001"] == 1
+    assert buckets["60.0"] == 1
+    assert buckets["+Inf"] == 2
+    [fallback] = families["gitgw_fallbacks"].samples
+    assert fallback.labels == {"provider": 'ol"la\\ma\nx', "reason": "status"}
+    assert fallback.value == 1
+    assert {s.labels["status"] for s in families["gitgw_requests"].samples} == {"200", "502"}
+    with pytest.raises(ValueError, match="only goes up"):
+        metrics.receipts_written.inc(-1)
 
 
 def test_an_unknown_path_gets_the_json_error_shape(proxy: Proxy) -> None:

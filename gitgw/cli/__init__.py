@@ -7,12 +7,15 @@ Exit codes: 0 success; 1 a `GitgwError` (message and hint on stderr) or a failed
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import gc
 import importlib
 import os
 import platform
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +52,8 @@ class GitgwGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _COMMANDS and cmd_name not in self.commands:
-            module = importlib.import_module(f"gitgw.cli.{_COMMANDS[cmd_name]}")
+            with _no_collection():
+                module = importlib.import_module(f"gitgw.cli.{_COMMANDS[cmd_name]}")
             self.add_command(module.command, cmd_name)
         return super().get_command(ctx, cmd_name)
 
@@ -58,6 +62,20 @@ class GitgwGroup(click.Group):
             return super().invoke(ctx)
         except GitgwError as error:
             raise UserError(error) from error
+
+
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    # Importing a command's modules (pydantic's models above all) allocates hundreds of
+    # thousands of objects that live as long as the process and form no garbage; the
+    # cycle collector's passes over them were a fifth of a command's import time.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @click.group(
