@@ -4,6 +4,7 @@ digests; crashes before a commit; tampering with plain git."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import subprocess
 import sys
@@ -463,6 +464,7 @@ def test_every_receipt_line_the_proxy_writes_is_canonical_and_verifies(
     write_config(state_repo, "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1", capture=capture)
     gateway = Gateway(StateRepo.discover(state_repo))
     answer = json.dumps({"usage": {"total_tokens": 8, "prompt_tokens": 5}}).encode()
+    odd_usage = b'{"usage": {"prompt_tokens": 3, "note": "\\ud800"}}'
     outcomes = [
         lambda p: Outcome("ok", route=p.plan.routes[0], answer=answer, latency_ms=12.5),
         lambda p: Outcome(
@@ -474,16 +476,20 @@ def test_every_receipt_line_the_proxy_writes_is_canonical_and_verifies(
         ),
         lambda p: Outcome("ok", route=p.plan.routes[0], usage={"completion_tokens": 3}),
         lambda p: Outcome("interrupted", overhead_ms=3.0, latency_ms=1234567.891),
+        # Usage json reads and pydantic-core refuses (an unpaired surrogate escape).
+        lambda p: Outcome("ok", route=p.plan.routes[0], answer=odd_usage),
     ]
-    count = 0
-    for shape in _SHAPES:
-        prepared = gateway.prepare(json.dumps(shape).encode(), "cli-ana")
+    count = routed = 0
+    for shape, client in itertools.product(_SHAPES, (None, "cli-ana")):
+        prepared = gateway.prepare(json.dumps(shape).encode(), client)
         for outcome in outcomes:
             if prepared.plan is None or not prepared.plan.routes:
                 gateway.record(prepared, Outcome("refused", detail="no route"))
             else:
                 gateway.record(prepared, outcome(prepared))
+                routed += 1
             count += 1
+    assert routed  # the answered shapes were written too, not only refusals
     gateway.flush()
     with StateRepo.discover(state_repo) as repo:
         batches = [path for path, _ in repo.walk("receipts")]
@@ -503,6 +509,9 @@ def test_every_receipt_line_the_proxy_writes_is_canonical_and_verifies(
         assert line.endswith(f',"digest":"{compute_digest(content)}"}}')
     captured = [json.loads(line)["context"][0].get("content") for line in lines]
     assert any(captured) == capture
+    usages = [json.loads(line).get("usage") for line in lines]
+    assert {"total_tokens": 8, "prompt_tokens": 5} in usages
+    assert {"prompt_tokens": 3} in usages
 
 
 def test_batches_in_the_day_layout_of_earlier_versions_still_read_and_verify(
