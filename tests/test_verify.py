@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 
 from gitgw._clock import default_clock
+from gitgw._yaml import load_record
 from gitgw.concepts.store import Store
 from gitgw.errors import InvalidRecord
-from gitgw.records import ConsentEntry, Handoff, render
+from gitgw.records import ConsentEntry, Handoff, Receipt, render, render_batch
+from gitgw.records.layout import parse_file
+from gitgw.records.run import Run
+from gitgw.services.verify import verify
 from gitgw.state import StateRepo
 from tests.conftest import git, run_cli
 
@@ -57,6 +61,18 @@ def _problems(data: dict[str, object]) -> list[tuple[str, str]]:
     problems = data["problems"]
     assert isinstance(problems, list)
     return [(p["path"], p["reason"]) for p in problems]
+
+
+def _reasons_both_ways(state_repo: Path) -> dict[str, str]:
+    """Each problem's reason by path, from a verify in this process; one whose checks go
+    to worker processes must report the same."""
+    with StateRepo.discover(state_repo) as repo:
+        here = verify(repo, cache=False, workers=1)
+    with StateRepo.discover(state_repo) as repo:
+        shared = verify(repo, cache=False, workers=2, parallel_from=0)
+    assert shared.problems == here.problems
+    assert (shared.files, shared.records) == (here.files, here.records)
+    return {problem.path: problem.reason for problem in here.problems}
 
 
 def test_an_intact_branch_verifies(state_repo: Path) -> None:
@@ -189,8 +205,6 @@ def test_files_checked_in_other_processes_give_the_same_report(
     state_repo: Path, clone: Path
 ) -> None:
     """Every kind of verdict, reached in this process and in worker processes alike."""
-    from gitgw._yaml import load_record
-    from gitgw.services.verify import verify
 
     added = _add(state_repo, _grant("provider:kept"), _grant("provider:gone"))
     git("pull", "-q", cwd=clone)
@@ -217,13 +231,7 @@ def test_files_checked_in_other_processes_give_the_same_report(
     git("add", "-A", cwd=clone)
     git("commit", "-qm", "hand edits", cwd=clone)
     _push(clone)
-    with StateRepo.discover(state_repo) as repo:
-        here = verify(repo, cache=False, workers=1)
-    with StateRepo.discover(state_repo) as repo:
-        shared = verify(repo, cache=False, workers=2, parallel_from=0)
-    assert shared.problems == here.problems
-    assert (shared.files, shared.records) == (here.files, here.records)
-    reasons = {problem.path: problem.reason for problem in here.problems}
+    reasons = _reasons_both_ways(state_repo)
     assert files["relaid"] not in reasons
     assert reasons[files["tampered"]] == "digest does not match its content"
     assert "does not match the consent schema: digest" in reasons[files["bad-digest"]]
@@ -237,10 +245,6 @@ def test_runs_and_receipts_get_the_verdicts_of_the_full_check(
 ) -> None:
     """Runs and receipt batches take verify's fast check: each bad file still gets the
     reason the full check gives, in this process and in worker processes alike."""
-    from gitgw.records import Receipt, render_batch
-    from gitgw.records.layout import parse_file
-    from gitgw.records.run import Run
-    from gitgw.services.verify import verify
 
     clock = default_clock()
 
@@ -279,13 +283,7 @@ def test_runs_and_receipts_get_the_verdicts_of_the_full_check(
     git("add", "-A", cwd=clone)
     git("commit", "-qm", "runs and receipts", cwd=clone)
     _push(clone)
-    with StateRepo.discover(state_repo) as repo:
-        here = verify(repo, cache=False, workers=1)
-    with StateRepo.discover(state_repo) as repo:
-        shared = verify(repo, cache=False, workers=2, parallel_from=0)
-    assert shared.problems == here.problems
-    assert (shared.files, shared.records) == (here.files, here.records)
-    reasons = {problem.path: problem.reason for problem in here.problems}
+    reasons = _reasons_both_ways(state_repo)
     expected = {}
     for name, (path, data) in files.items():
         try:

@@ -7,21 +7,19 @@ Exit codes: 0 success; 1 a `GitgwError` (message and hint on stderr) or a failed
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import gc
 import importlib
 import os
 import platform
 import sys
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gitgw import __version__
+from gitgw._collector import collector_paused
 from gitgw.errors import GitgwError
 from gitgw.settings import Settings, default_home
 
@@ -52,7 +50,8 @@ class GitgwGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _COMMANDS and cmd_name not in self.commands:
-            with _no_collection():
+            # A command's modules (pydantic's models above all) are objects for life.
+            with collector_paused():
                 module = importlib.import_module(f"gitgw.cli.{_COMMANDS[cmd_name]}")
             self.add_command(module.command, cmd_name)
         return super().get_command(ctx, cmd_name)
@@ -62,20 +61,6 @@ class GitgwGroup(click.Group):
             return super().invoke(ctx)
         except GitgwError as error:
             raise UserError(error) from error
-
-
-@contextlib.contextmanager
-def _no_collection() -> Iterator[None]:
-    # Importing a command's modules (pydantic's models above all) allocates hundreds of
-    # thousands of objects that live as long as the process and form no garbage; the
-    # cycle collector's passes over them were a fifth of a command's import time.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @click.group(

@@ -16,8 +16,6 @@ are checked in this process, as they are on small histories.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import multiprocessing
 import os
 import sys
@@ -26,6 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
+from gitgw._collector import collector_paused
 from gitgw.concepts.checks import check_file
 from gitgw.errors import InvalidRecord
 from gitgw.records.fast_check import prepare_checks, verify_file
@@ -49,7 +48,7 @@ def _weight(path: str) -> int:
 def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> list[Verdict]:
     """The verdict on each wanted file, in order."""
     verdicts: list[Verdict] = []
-    with _no_cycle_collection():
+    with collector_paused():  # many short-lived dicts and models, no cycles
         for seq, path, blob in wanted:
             try:
                 if secrets:  # the guards need what parse_file builds
@@ -61,21 +60,6 @@ def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> list[Ve
                 continue
             verdicts.append((seq, None, count))
     return verdicts
-
-
-@contextlib.contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    # Checking a file makes many short-lived dicts and models and no reference cycles,
-    # so the cycle collector finds nothing, yet its full passes go over every object
-    # the process holds (a long walk's trees): a tenth of a first verify's time.
-    # Reference counting still frees everything at once; collection resumes after.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 _opened: dict[str, StateRepo] = {}  # in a worker: the repository, opened once
