@@ -4,6 +4,7 @@ force-pushed, invalid and unknown files."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,15 @@ def test_runs_and_receipts_get_the_verdicts_of_the_full_check(
     path, data = batch(2)
     hour = path.split("/")[4]
     files["other-hour"] = path.replace(f"/{hour}/", f"/{(int(hour) + 1) % 24:02d}/"), data
+    # Hostile files once crashed verify (an exception other than InvalidRecord): a time
+    # past the year 9999 in UTC, and a value nested deeper than the parser recurses.
+    path, data = run()
+    files["past-9999"] = (
+        path,
+        re.sub(rb"started: .*", b'started: "9999-12-31T23:30:00-01:00"', data),
+    )
+    path, data = run()
+    files["deep"] = path, data.replace(b"params: {}", b"params: " + b"[" * 1100 + b"]" * 1100)
     for path, data in files.values():
         (clone / path).parent.mkdir(parents=True, exist_ok=True)
         (clone / path).write_bytes(data)
@@ -296,3 +306,5 @@ def test_runs_and_receipts_get_the_verdicts_of_the_full_check(
     assert len(expected) == len(files) - 2
     assert files["good"][0] not in reasons
     assert files["batch"][0] not in reasons
+    assert "years 1 to 9999" in reasons[files["past-9999"][0]]
+    assert reasons[files["deep"][0]] == "cannot be parsed: a value is nested too deeply"

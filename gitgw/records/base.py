@@ -37,7 +37,10 @@ def level_rank(level: str) -> int:
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a time zone (gitgw writes UTC with a trailing Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:30-01:00 is in the year 10000 in UTC
+        raise ValueError("lies outside the years 1 to 9999 in UTC") from None
 
 
 # The pattern is the whole ULID check (`is_ulid`'s), run inside pydantic-core: pydantic's

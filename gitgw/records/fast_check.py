@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import SchemaValidator
+from pydantic_core import SchemaError, SchemaValidator
 
 from gitgw._canonical import parsed_digest
 from gitgw._yaml import load_json, load_known_keys
@@ -128,11 +128,10 @@ def _fast_check(kind: Kind) -> _FastCheck | None:
         if kind.name in _FAST_KINDS and model is not None and issubclass(model, AddOnlyRecord):
             model.model_rebuild()
             try:
-                schema = _as_plain(model.__pydantic_core_schema__)
-            except TypeError:
-                schema = None
-            if schema is not None:
-                validator = SchemaValidator(schema)
+                validator = SchemaValidator(_as_plain(model.__pydantic_core_schema__))
+            except (TypeError, SchemaError):  # a schema it cannot keep the meaning of
+                validator = None
+            if validator is not None:
                 # The loader takes only these names, each one `_PAIRS` takes too.
                 keys = frozenset(name for name in model.model_fields if _KEY.fullmatch(name))
                 check = _FastCheck(validator.validate_python, keys)

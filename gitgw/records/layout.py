@@ -301,6 +301,8 @@ def parse_file(path: str, data: bytes) -> Parsed:
         if isinstance(exc, InvalidRecord):
             raise
         raise InvalidRecord(path, f"cannot be parsed: {exc}") from None
+    except RecursionError:  # a value nested a thousand deep, which no gitgw file holds
+        raise InvalidRecord(path, "cannot be parsed: a value is nested too deeply") from None
 
 
 def render(record: Record, body: str | None = None, **parts: str) -> tuple[str, bytes]:

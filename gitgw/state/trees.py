@@ -137,7 +137,7 @@ def _offset_table(index_path: str) -> dict[bytes, int] | None:
     return dict(zip([names[i : i + 20] for i in range(0, 20 * count, 20)], offsets, strict=True))
 
 
-# Offset tables by index file (path, size, change time), kept for the process and the
+# Offset tables by index file (path, size, modification time), kept for the process and the
 # processes it forks: verify's workers would each read the index again (a tenth of a
 # second for 100,000 objects) to build the table their parent built during its walk.
 _TABLES: dict[tuple[str, int, int], dict[bytes, int] | None] = {}
