@@ -23,6 +23,7 @@ import struct
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Union
@@ -157,9 +158,13 @@ def _shared_offset_table(index_path: str) -> dict[bytes, int] | None:
 class TreeStore:
     """Reads and writes the trees, blobs and commits of one object store."""
 
-    def __init__(self, store: BaseObjectStore, cache_size: int = 8192) -> None:
+    def __init__(
+        self, store: BaseObjectStore, cache_size: int = 8192, cache_entries: int = 200_000
+    ) -> None:
         self._store = store
-        self._cache: dict[bytes, _CachedTree] = {}
+        self._cache: OrderedDict[bytes, _CachedTree] = OrderedDict()  # oldest first
+        self._cache_entries = cache_entries  # about 100 bytes each
+        self._cached_entries = 0
         self._entry_sets: dict[bytes, frozenset[bytes]] = {}
         self._cache_size = cache_size
         self._objects_dir = str(store.path) if isinstance(store, DiskObjectStore) else None
@@ -314,10 +319,28 @@ class TreeStore:
         """The entries of tree `sha` (shared: do not change the dict)."""
         return self._cached(sha).entries
 
+    @property
+    def cached_entries(self) -> int:
+        """How many tree entries the cache holds (bounded: `cache_entries`)."""
+        return self._cached_entries
+
     def _remember(self, sha: bytes, tree: _CachedTree) -> None:
-        if len(self._cache) >= self._cache_size:
-            self._cache.clear()
+        # Bounded by entries, not by trees: each commit caches a new version of every
+        # directory on its path, and a busy writer's directory of thousands of entries
+        # made a few thousand versions hold hundreds of megabytes. The oldest go first
+        # (a writer's old versions; a reader's trees of commits long walked past).
+        previous = self._cache.pop(sha, None)
+        if previous is not None:
+            self._cached_entries -= len(previous.entries)
+        size = len(tree.entries)
+        while self._cache and (
+            len(self._cache) >= self._cache_size
+            or self._cached_entries + size > self._cache_entries
+        ):
+            _oldest, evicted = self._cache.popitem(last=False)
+            self._cached_entries -= len(evicted.entries)
         self._cache[sha] = tree
+        self._cached_entries += size
 
     def blob(self, sha: bytes) -> bytes:
         """The bytes of blob `sha`."""
