@@ -42,15 +42,15 @@ def test_commit_read_list_walk(state_repo: Path) -> None:
 
 
 def test_a_busy_writers_tree_cache_stays_bounded(state_repo: Path) -> None:
-    # Each commit caches a new version of the directory it adds to: 700 commits into one
-    # directory are 245,350 entries of versions, over the cache's budget of 200,000 (a
+    # Each commit caches a new version of the directory it adds to: 400 commits into one
+    # directory are 80,200 entries of versions, over the cache's budget of 50,000 (a
     # busy proxy's hour directory once held hundreds of megabytes this way).
     with StateRepo.discover(state_repo) as repo:
-        for number in range(700):
+        for number in range(400):
             repo.commit({f"receipts/2026/11/26/13/{number:04d}.jsonl": b"{}\n"}, "a batch")
-        assert repo.trees.cached_entries <= 200_000
+        assert repo.trees.cached_entries <= 50_000
         # What was evicted is read again when needed; the newest version is all there.
-        assert len(repo.listdir("receipts/2026/11/26/13")) == 700
+        assert len(repo.listdir("receipts/2026/11/26/13")) == 400
     git("fsck", "--strict", "--no-progress", cwd=state_repo)
 
 

@@ -159,7 +159,7 @@ class TreeStore:
     """Reads and writes the trees, blobs and commits of one object store."""
 
     def __init__(
-        self, store: BaseObjectStore, cache_size: int = 8192, cache_entries: int = 200_000
+        self, store: BaseObjectStore, cache_size: int = 8192, cache_entries: int = 50_000
     ) -> None:
         self._store = store
         self._cache: OrderedDict[bytes, _CachedTree] = OrderedDict()  # oldest first
