@@ -19,7 +19,6 @@ import mmap
 import os
 import re
 import stat
-import struct
 import threading
 import time
 import zlib
@@ -31,6 +30,8 @@ from typing import Union
 from dulwich.object_store import BaseObjectStore, DiskObjectStore, PackBasedObjectStore
 from dulwich.objects import Blob, Commit, ObjectID, RawObjectID, ShaFile, Tree, parse_tree
 from dulwich.pack import Pack, PackFileDisappeared
+
+from gitgw.state.pack_index import PackView, shared_offset_table
 
 __all__ = ["DIR_MODE", "FILE_MODE", "Entries", "TreeStore", "nest_changes"]
 
@@ -47,7 +48,6 @@ _TYPE_NUMS = {name: num for num, name in _TYPE_NAMES.items()}
 _PACKS_TTL = 1.0  # seconds before the list of packs is read again
 _RECENT_COMMITS = 64
 _CREATE_ATTEMPTS = 20
-_TABLE_LIMIT = 1_000_000  # objects in a pack above which no offset table is made
 
 
 def nest_changes(changes: Mapping[str, bytes | None]) -> Nested:
@@ -102,59 +102,6 @@ class _CachedTree:
         return self.keys, self.chunks
 
 
-@dataclass
-class _PackView:
-    """How this store reads one pack: its file mapped, and (for a bulk reader) a table of
-    every object's offset."""
-
-    name: str
-    data: mmap.mmap | None = None
-    offsets: dict[bytes, int] | None = None
-    tabled: bool = False  # a table was asked for (None: this index has none)
-
-
-def _large(index: bytes, large_at: int, offset: int) -> int:
-    at = large_at + 8 * (offset & 0x7FFFFFFF)
-    return int.from_bytes(index[at : at + 8], "big")
-
-
-def _offset_table(index_path: str) -> dict[bytes, int] | None:
-    """Every object's offset in a pack, read from its version 2 index in a few C calls;
-    None for any other index (dulwich's lookup serves it)."""
-    with open(index_path, "rb") as handle:
-        index = handle.read()
-    if index[:8] != b"\xfftOc\x00\x00\x00\x02":
-        return None
-    count = int.from_bytes(index[8 + 255 * 4 : 8 + 256 * 4], "big")
-    if count > _TABLE_LIMIT:
-        return None  # over 130 MB of table: dulwich's lookup serves a pack this large
-    names_at = 8 + 256 * 4
-    offsets_at = names_at + 24 * count  # past the names (20 bytes each) and CRCs (4)
-    large_at = offsets_at + 4 * count
-    names = index[names_at : names_at + 20 * count]
-    offsets: list[int] | tuple[int, ...] = struct.unpack(f">{count}I", index[offsets_at:large_at])
-    if any(offset & 0x80000000 for offset in offsets):  # packs over 2 GiB
-        offsets = [_large(index, large_at, o) if o & 0x80000000 else o for o in offsets]
-    return dict(zip([names[i : i + 20] for i in range(0, 20 * count, 20)], offsets, strict=True))
-
-
-# Offset tables by index file (path, size, modification time), kept for the process and the
-# processes it forks: verify's workers would each read the index again (a tenth of a
-# second for 100,000 objects) to build the table their parent built during its walk.
-_TABLES: dict[tuple[str, int, int], dict[bytes, int] | None] = {}
-_TABLES_KEPT = 8
-
-
-def _shared_offset_table(index_path: str) -> dict[bytes, int] | None:
-    found = os.stat(index_path)
-    key = (index_path, found.st_size, found.st_mtime_ns)
-    if key not in _TABLES:
-        if len(_TABLES) >= _TABLES_KEPT:
-            _TABLES.clear()  # packs a repack replaced
-        _TABLES[key] = _offset_table(index_path)
-    return _TABLES[key]
-
-
 class TreeStore:
     """Reads and writes the trees, blobs and commits of one object store."""
 
@@ -176,7 +123,7 @@ class TreeStore:
         # The last commits written here: the next commit starts from one of them.
         self._recent: dict[bytes, tuple[int, bytes]] = {}
         self._pack_lock = threading.Lock()
-        self._views: dict[int, _PackView] = {}  # by id() of a pack in self._packs
+        self._views: dict[int, PackView] = {}  # by id() of a pack in self._packs
         # What this store wrote as loose objects, for the writer's housekeeping.
         self.loose_written = 0
         self.loose_bytes_written = 0
@@ -240,7 +187,7 @@ class TreeStore:
         if not view.tabled and self._bulk and self._objects_dir is not None:
             view.tabled = True
             index = os.path.join(self._objects_dir, "pack", view.name[: -len(".pack")] + ".idx")
-            view.offsets = _shared_offset_table(index)
+            view.offsets = shared_offset_table(index)
         if view.offsets is not None:
             offset = view.offsets[binary]  # KeyError: not in this pack
         else:
@@ -278,7 +225,7 @@ class TreeStore:
             # A pack a repack replaced loses its view; its mapping closes once no read
             # holds it.
             known = {view.name: view for view in self._views.values()}
-            self._views = {id(pack): known.get(name) or _PackView(name) for pack, name in named}
+            self._views = {id(pack): known.get(name) or PackView(name) for pack, name in named}
             self._packs = [pack for pack, _ in named]
             self._packs_read = now
         return self._packs
