@@ -69,7 +69,8 @@ class FakeUpstream:
     """An OpenAI-compatible upstream that records what it receives.
 
     `mode`: ok | status:NNN | garbage | hang | drop (a stream that stops midway) |
-    empty-stream (a stream that closes before its first byte).
+    empty-stream (a stream that closes before its first byte) | slow-stream (a stream of
+    40 words, 50 ms apart; `closed_early` says whether its client went away meanwhile).
     """
 
     name: str
@@ -78,6 +79,7 @@ class FakeUpstream:
     headers: list[dict[str, str]] = field(default_factory=list)
     runner: web.AppRunner | None = None
     port: int = 0
+    closed_early: bool = False
 
     scheme: str = "http"
 
@@ -140,6 +142,14 @@ class FakeUpstream:
             return f"data: {json.dumps(chunk)}\n\n".encode()
 
         await response.write(event({"role": "assistant", "content": ""}))
+        if self.mode == "slow-stream":
+            try:
+                for _ in range(40):
+                    await asyncio.sleep(0.05)
+                    await response.write(event({"content": "word "}))
+            except ConnectionResetError:
+                self.closed_early = True
+                return response
         for word in ("hello ", "from ", self.name):
             await response.write(event({"content": word}))
             if self.mode == "drop":

@@ -308,6 +308,11 @@ def test_a_wrong_token_is_401_and_leaves_a_receipt(clients_proxy: Proxy, state_r
         clients_proxy, state_repo, denied.value.response.headers["x-gitgw-receipt"]
     )
     assert (receipt.outcome, receipt.client) == ("client_error", None)
+    # A token that is not UTF-8 (sent as the byte 0xff) is as wrong as any other.
+    body = {"model": "local", "messages": HELLO}
+    status, headers, answer = _post(clients_proxy.url, body, {"Authorization": "Bearer ci\xff"})
+    assert (status, json.loads(answer)["error"]["code"]) == (401, "invalid_api_key")
+    assert wait_receipt(clients_proxy, state_repo, headers["x-gitgw-receipt"]).client is None
 
 
 def test_beyond_loopback_clients_are_required_and_so_is_a_token(

@@ -8,7 +8,9 @@ serving is reported and the last good one keeps serving."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -130,6 +132,19 @@ CORPUS: dict[str, dict[str, Any]] = {
         "tools": [{"type": "function", "function": {
             "name": "api", "description": "Uses key sk-ant-api03-Ab3De5Fg7Hj9Kl1Mn3Pq5Rs7Tu"}}],
     },
+    "secret in a tool schema's property named role": {
+        "messages": [{"role": "user", "content": "Add a user"}],
+        "tools": [{"type": "function", "function": {"name": "add_user", "parameters": {
+            "type": "object",
+            "properties": {"role": {"type": "string", "description": f"use {TOKEN}"}}}}}],
+    },
+    "secret as the role of a message": {"messages": [{"role": TOKEN, "content": "Hi"}]},
+    "secret as a metadata key": {
+        "messages": [{"role": "user", "content": "Hi"}], "metadata": {TOKEN: "x"},
+    },
+    "card number sent as a JSON number": {
+        "messages": [{"role": "user", "content": "Pay"}], "metadata": {"card": 4111111111111111},
+    },
 }  # fmt: skip
 MODELS = ("chat", "hosted-first", "hosted", "hosted/gpt-hosted")
 
@@ -204,6 +219,13 @@ def test_the_corpus_is_refused_in_offline_mode_too_and_nothing_is_written_in_cle
 # -- bad input ----------------------------------------------------------------------------
 
 
+def _nested(depth: int) -> Any:
+    value: Any = "deep"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
@@ -216,9 +238,16 @@ def test_the_corpus_is_refused_in_offline_mode_too_and_nothing_is_written_in_cle
         ({"model": "gpt-5", "messages": HELLO}, 404, "model_not_found"),
         ({"model": "chat", "messages": [{"role": "user", "content": "x" * 30_000}]}, 413,
          "request_too_large"),
+        (b'{"model": "chat", "messages": [{"role": "user", "content": "a \\ud800 b"}]}', 400,
+         "invalid_json"),
+        ({"model": "chat", "messages": HELLO, "metadata": _nested(300)}, 400,
+         "nested_too_deeply"),
+        (b'{"model": "chat", "messages": [], "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400,
+         "nested_too_deeply"),
     ],
     ids=["malformed", "not utf-8", "no messages", "empty messages", "message not an object",
-         "no model", "unknown model", "too large"],
+         "no model", "unknown model", "too large", "half a surrogate pair",
+         "nested 300 deep", "nested past the parser's stack"],
 )  # fmt: skip
 def test_bad_input_gets_a_clear_error_and_a_receipt(
     proxy: Proxy, state_repo: Path, body: Any, status: int, code: str, local: FakeUpstream
@@ -229,6 +258,21 @@ def test_bad_input_gets_a_clear_error_and_a_receipt(
     receipt = wait_receipt(proxy, state_repo, headers["x-gitgw-receipt"])
     assert receipt.outcome == "client_error"
     assert local.received == []
+
+
+def test_escaped_text_that_is_text_passes_and_its_receipt_is_written(
+    proxy: Proxy, state_repo: Path, local: FakeUpstream
+) -> None:
+    # A surrogate pair (an emoji) and nesting within the limit are ordinary requests.
+    body = (
+        b'{"model": "chat", "messages": [{"role": "user", "content": "hi \\ud83d\\ude00"}], '
+        b'"metadata": ' + json.dumps(_nested(150)).encode() + b"}"
+    )
+    status, headers, _answer = _post(proxy, body)
+    assert status == 200
+    assert local.received[-1]["messages"][0]["content"] == "hi \N{GRINNING FACE}"
+    receipt = wait_receipt(proxy, state_repo, headers["x-gitgw-receipt"])
+    assert (receipt.outcome, receipt.context[0].chars) == ("ok", 4)
 
 
 def test_an_unknown_model_error_lists_the_aliases(proxy: Proxy) -> None:
@@ -355,6 +399,33 @@ def test_a_stream_dropped_midway_ends_with_an_error_and_an_interrupted_receipt(
     receipt = wait_receipt(proxy, state_repo, receipt_id)
     assert receipt.outcome == "interrupted"
     assert "local" in (receipt.detail or "")
+
+
+def test_a_client_that_leaves_mid_stream_gets_a_receipt_that_says_so(
+    proxy: Proxy, loop: BackgroundLoop, local: FakeUpstream, state_repo: Path
+) -> None:
+    local.mode = "slow-stream"
+    body = json.dumps({"model": "chat", "messages": HELLO, "stream": True}).encode()
+    host, port = proxy.url.split("//")[1].split("/")[0].rsplit(":", 1)
+
+    async def leave_after_the_first_bytes() -> str:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: proxy\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        await reader.read(100)  # some of the stream has arrived
+        writer.transport.abort()
+        return re.search(r"x-gitgw-receipt: (\S+)", head, re.IGNORECASE)[1]  # type: ignore[index]
+
+    receipt_id = loop.run(leave_after_the_first_bytes())
+    receipt = wait_receipt(proxy, state_repo, receipt_id)
+    assert (receipt.outcome, receipt.detail) == (
+        "interrupted",
+        "the client disconnected mid-stream",
+    )
+    wait_for(lambda: local.closed_early)  # and the upstream's stream was closed too
 
 
 def test_a_stream_from_a_hanging_upstream_falls_back(

@@ -33,6 +33,7 @@ from gitgw.errors import BranchCheckedOut
 from gitgw.records import Receipt, jsonl_lines, parse_file, render_batch
 from gitgw.records.receipt import Route, Usage
 from gitgw.services.gateway import Attempt, Gateway, Outcome
+from gitgw.services.receipt_lines import batch_file, fallback_line
 from gitgw.state import StateRepo
 from tests.conftest import branch_head as head
 from tests.conftest import envelope_data as data
@@ -512,6 +513,28 @@ def test_every_receipt_line_the_proxy_writes_is_canonical_and_verifies(
     usages = [json.loads(line).get("usage") for line in lines]
     assert {"total_tokens": 8, "prompt_tokens": 5} in usages
     assert {"prompt_tokens": 3} in usages
+
+
+def test_a_receipt_that_cannot_be_built_falls_back_to_one_without_the_requests_text(
+    state_repo: Path,
+) -> None:
+    write_config(state_repo, "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")
+    gateway = Gateway(StateRepo.discover(state_repo))
+    body = {"model": "chat", "messages": [{"role": "user", "content": "mail jane@example.org"}]}
+    prepared = gateway.prepare(json.dumps(body).encode(), None)
+    outcome = Outcome("ok", receipt_id=prepared.receipt_id, detail="jane@example.org said hi")
+    line = fallback_line(gateway.loaded, prepared, outcome, gateway.clock, RecursionError())
+    gateway.close()
+    path, data = batch_file([line], prepared.receipt_id)
+    [receipt] = parse_file(path, data).records  # schema, digest and place hold
+    assert isinstance(receipt, Receipt)
+    assert (receipt.id, receipt.level, receipt.rules) == (
+        prepared.receipt_id,
+        "confidential",
+        ["personal.email"],
+    )
+    assert receipt.detail == "the full receipt could not be built (RecursionError)"
+    assert "jane" not in line
 
 
 def test_batches_in_the_day_layout_of_earlier_versions_still_read_and_verify(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gitgw.concepts.trust import Classifier, message_texts
+from gitgw.concepts.trust import MAX_DEPTH, Classifier, message_texts
 from gitgw.errors import GitgwError
 from gitgw.records.config import TrustConfig, TrustRule
 
@@ -251,14 +251,46 @@ def test_a_coding_conversation_is_at_the_default(classifier: Classifier) -> None
     assert (declared.level, declared.declared) == ("confidential", "confidential")
 
 
-def test_message_texts_takes_every_string_in_order_and_no_role() -> None:
+def test_message_texts_takes_every_string_key_and_number_but_standard_roles() -> None:
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": "a", "name": "b"},
         {
             "role": "user",
-            "content": [{"type": "text", "text": "c"}, ["d", 7, None, {"role": "x"}]],
+            "content": [{"type": "text", "text": "c"}, ["d", 7, None, True, {"role": "x"}]],
         },
         {"role": "tool", "content": None, "tool_call_id": "e", "extra": 1.5},
     ]
-    assert list(message_texts(messages)) == ["a", "b", "text", "c", "d", "e"]
+    assert list(message_texts(messages)) == [
+        "content", "a", "name", "b",
+        "content", "type", "text", "text", "c", "d", "7", "role", "x",
+        "content", "tool_call_id", "e", "extra", "1.5",
+    ]  # fmt: skip
     assert list(message_texts(["plain", {"role": "user"}])) == ["plain"]
+
+
+@pytest.mark.parametrize(
+    ("body", "rule"),
+    [
+        ({"tools": [{"function": {"parameters": {"properties": {"role": {
+            "description": "use ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"}}}}}]},
+         "secret.github-token"),
+        ({"messages": [{"role": "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5", "content": "hi"}]},
+         "secret.github-token"),
+        ({"metadata": {"ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5": "x"}}, "secret.github-token"),
+        ({"metadata": {"card": 4111111111111111}}, "personal.payment-card"),
+    ],
+    ids=["under a key named role", "as a role", "as a key", "as a number"],
+)  # fmt: skip
+def test_a_value_is_classified_wherever_and_however_it_is_sent(
+    classifier: Classifier, body: dict[str, Any], rule: str
+) -> None:
+    assert rule in classifier.classify(message_texts((body,))).rules
+
+
+def test_a_body_nested_too_deeply_is_refused_not_classified() -> None:
+    value: Any = "x"
+    for _ in range(MAX_DEPTH):
+        value = [value]
+    assert list(message_texts(({"a": value},))) == ["a", "x"]  # the limit itself is fine
+    with pytest.raises(GitgwError, match="more than 200 levels deep"):
+        message_texts(({"a": [value]},))

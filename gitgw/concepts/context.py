@@ -35,6 +35,7 @@ from gitgw.records.receipt import ContextPart
 from gitgw.records.run import RunPart
 
 __all__ = [
+    "STANDARD_ROLES",
     "Form",
     "Mismatch",
     "compare_context",
@@ -82,9 +83,19 @@ def message_digest(message: Mapping[str, Any]) -> str:
     return hashlib.sha256(part_text(message)[0].encode("utf-8")).hexdigest()
 
 
-def _role(message: Mapping[str, Any]) -> str:
+# The roles OpenAI's chat format defines. A receipt or run record names one of these as
+# it is; any other value of `role` (a client may send anything, a secret included) is
+# recorded as "other": free text never reaches the branch through a role.
+STANDARD_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def role_of(message: Mapping[str, Any]) -> str:
+    """The role a receipt records for `message`: a standard role as it is, "other" for any
+    other value, "" when there is none."""
     role = message.get("role")
-    return role if isinstance(role, str) else ""
+    if role is None:
+        return ""
+    return role if type(role) is str and role in STANDARD_ROLES else "other"
 
 
 def context_parts(
@@ -104,7 +115,7 @@ def context_parts(
         text, _form = part_text(message)
         parts.append(
             ContextPart(
-                role=_role(message),
+                role=role_of(message),
                 sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
                 chars=len(text),
                 tokens=tokens[number - 1] if tokens is not None else None,
@@ -120,9 +131,11 @@ def run_parts(messages: Sequence[object], *, capture: bool = False) -> list[RunP
     for number, raw in enumerate(messages, 1):
         message = _check(raw, number)
         text, form = part_text(message)
+        role = message.get("role")
         parts.append(
             RunPart(
-                role=_role(message),
+                # Captured, the part must give the same message back to run it again.
+                role=role if capture and isinstance(role, str) else role_of(message),
                 sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
                 chars=len(text),
                 form="json" if form == "json" else None,
@@ -160,8 +173,8 @@ def compare_context(parts: Sequence[ContextPart], messages: Sequence[object]) ->
         message = _check(raw, number)
         text, _form = part_text(message)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        if _role(message) != part.role:
-            reason = f"role is {_role(message)!r}, the receipt says {part.role!r}"
+        if role_of(message) != part.role:
+            reason = f"role is {role_of(message)!r}, the receipt says {part.role!r}"
             problems.append(Mismatch(number, part.role, reason))
         elif digest != part.sha256:
             problems.append(

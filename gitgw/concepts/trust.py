@@ -29,11 +29,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitgw.concepts.context import STANDARD_ROLES
 from gitgw.errors import GitgwError
 from gitgw.records import LEVELS, Level, level_rank
 from gitgw.records.config import TrustConfig
 
-__all__ = ["Classification", "Classifier", "message_texts"]
+__all__ = ["MAX_DEPTH", "Classification", "Classifier", "message_texts"]
 
 RESTRICTED: Level = "restricted"
 CONFIDENTIAL: Level = "confidential"
@@ -334,33 +335,56 @@ class Classification:
     declared: Level | None = None
 
 
+# Deeper than this, a body is refused rather than classified: the recursion below and
+# every encoder after it (receipts, the body sent upstream) would run out of stack.
+MAX_DEPTH = 200
+
+
 def message_texts(messages: Iterable[Any]) -> Iterator[str]:
-    """Every piece of text in OpenAI-shaped messages: content parts, tool calls and their
-    arguments, tool results, names, whatever the role."""
+    """Every piece of text in OpenAI-shaped messages (or a whole request body): strings,
+    object keys and numbers at any depth (content parts, tool calls and their arguments,
+    tool results, tool schemas, metadata), whatever the role. Only a `role` that names
+    one of the standard roles is left out; any other value of `role` is text like the
+    rest. Raises `GitgwError` for objects and lists nested more than `MAX_DEPTH` deep."""
     found: list[str] = []
     for message in messages:
-        _texts(message, found)
+        _texts(message, found, 0)
     return iter(found)
 
 
-def _texts(value: Any, found: list[str]) -> None:
+def _texts(value: Any, found: list[str], depth: int) -> None:
     # A plain recursion into a list (nested generators cost a few microseconds a message)
     # that appends strings where it meets them: a call per string costs more than the test.
+    if depth > MAX_DEPTH:
+        raise GitgwError(
+            f"the request nests objects and lists more than {MAX_DEPTH} levels deep",
+            "send a flatter body",
+        )
     if isinstance(value, dict):
         for key, item in value.items():
-            if key != "role":
-                if isinstance(item, str):
-                    found.append(item)
-                elif isinstance(item, (dict, list)):
-                    _texts(item, found)
+            if key == "role" and isinstance(item, str) and item in STANDARD_ROLES:
+                continue
+            if isinstance(key, str):
+                found.append(key)  # a tool schema's property names, metadata keys
+            if isinstance(item, str):
+                found.append(item)
+            else:
+                _other(item, found, depth)
     elif isinstance(value, list):
         for item in value:
             if isinstance(item, str):
                 found.append(item)
-            elif isinstance(item, (dict, list)):
-                _texts(item, found)
+            else:
+                _other(item, found, depth)
     elif isinstance(value, str):
         found.append(value)
+
+
+def _other(item: Any, found: list[str], depth: int) -> None:
+    if isinstance(item, (dict, list)):
+        _texts(item, found, depth + 1)
+    elif isinstance(item, (int, float)) and not isinstance(item, bool):
+        found.append(repr(item))  # a card or phone number sent as a number
 
 
 @dataclass

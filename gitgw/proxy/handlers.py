@@ -124,8 +124,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         await _send(request, response)
     except ConnectionResetError:
-        outcome.outcome = "interrupted"
-        outcome.detail = "the client disconnected before the answer was sent"
+        if outcome.outcome != "interrupted":  # a stream says itself where it broke off
+            outcome.outcome = "interrupted"
+            outcome.detail = "the client disconnected before the answer was sent"
     _finish(request, gateway, prepared, outcome, started, response.status, call)
     return response
 

@@ -267,7 +267,8 @@ class HttpPool:
         self, host: str, port: int, path: str, body: bytes, headers: Mapping[str, str]
     ) -> PoolResponse:
         """POST `body` to http://host:port/path; the answer once its head has arrived."""
-        head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}"]
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6: [::1]
+        head = [f"POST {path} HTTP/1.1", f"Host: {authority}"]
         head += [f"{name}: {value}" for name, value in headers.items()]
         head.append(f"Content-Length: {len(body)}")
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
@@ -294,28 +295,20 @@ class HttpPool:
         return connection
 
     async def _exchange(self, connection: _Connection, request: bytes) -> PoolResponse:
-        try:
-            assert connection.transport is not None
-            connection.transport.write(request)
-            buffer = connection.buffer
-            while (end := buffer.find(b"\r\n\r\n")) < 0:
-                if connection.ended:
-                    if not buffer:
-                        raise _NoAnswer(connection.error)
-                    raise BrokenAnswer("the upstream closed the connection mid-answer")
-                if len(buffer) > _HEAD_LIMIT:
-                    raise BrokenAnswer("the answer's head is over 64 KiB")
-                await connection.more(self.read_timeout)
-        except BaseException:
-            connection.close()
-            raise
-        lines = connection.take(end + 4)[:-4].decode("latin-1").split("\r\n")
-        try:
-            _version, code, *_reason = lines[0].split(" ", 2)
-            status = int(code)
-        except ValueError:
-            connection.close()
-            raise BrokenAnswer(f"not an HTTP answer: {lines[0][:60]!r}") from None
+        assert connection.transport is not None
+        connection.transport.write(request)
+        answered = False  # an interim answer came: the upstream has seen the request
+        while True:
+            lines = await self._head(connection, answered)
+            try:
+                _version, code, *_reason = lines[0].split(" ", 2)
+                status = int(code)
+            except ValueError:
+                connection.close()
+                raise BrokenAnswer(f"not an HTTP answer: {lines[0][:60]!r}") from None
+            if not 100 <= status < 200 or status == 101:
+                break
+            answered = True  # 100 Continue, 103 Early Hints: the answer follows (RFC 9110)
         headers: dict[str, str] = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
@@ -325,6 +318,23 @@ class HttpPool:
         except BrokenAnswer:
             connection.close()
             raise
+
+    async def _head(self, connection: _Connection, answered: bool) -> list[str]:
+        """The lines of the next answer head on `connection`, once it has arrived."""
+        try:
+            buffer = connection.buffer
+            while (end := buffer.find(b"\r\n\r\n")) < 0:
+                if connection.ended:
+                    if not buffer and not answered:
+                        raise _NoAnswer(connection.error)
+                    raise BrokenAnswer("the upstream closed the connection mid-answer")
+                if len(buffer) > _HEAD_LIMIT:
+                    raise BrokenAnswer("the answer's head is over 64 KiB")
+                await connection.more(self.read_timeout)
+        except BaseException:
+            connection.close()
+            raise
+        return connection.take(end + 4)[:-4].decode("latin-1").split("\r\n")
 
     def _take(self, key: tuple[str, int]) -> _Connection | None:
         idle = self._idle.get(key)

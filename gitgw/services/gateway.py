@@ -47,7 +47,7 @@ from gitgw.services.gateway_request import (
     RequestError,
     prepare_request,
 )
-from gitgw.services.receipt_lines import batch_file, guard_text, receipt_line
+from gitgw.services.receipt_lines import batch_file, fallback_line, guard_text, receipt_line
 from gitgw.state import BatchWriter, StateRepo
 
 __all__ = [
@@ -81,7 +81,9 @@ def is_loopback(host: str) -> bool:
 
 def token_hash(token: str) -> str:
     """The hex SHA-256 of a client token, as `clients.NAME.token_sha256` stores it."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    # A header's bytes that are not UTF-8 arrive as escaped surrogates (as do an
+    # environment variable's): hashed as the bytes they were, they name no client.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,12 @@ class Gateway:
             outcome.receipt_id = prepared.receipt_id
         elif outcome.receipt_id is None:
             outcome.receipt_id = self.clock.new_id()
-        self._lines.append(receipt_line(self.loaded, prepared, outcome, self.clock))
+        try:
+            line = receipt_line(self.loaded, prepared, outcome, self.clock)
+        except Exception as exc:  # a bug; the request still leaves a receipt
+            log.exception("could not build the receipt of %s", outcome.receipt_id)
+            line = fallback_line(self.loaded, prepared, outcome, self.clock, exc)
+        self._lines.append(line)
         return outcome.receipt_id
 
     @property

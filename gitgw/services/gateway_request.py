@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from gitgw.concepts.router import ConsentCheck, Health, Plan, Refusal, Route, UnknownModel, plan
-from gitgw.concepts.trust import Classification, Classifier, message_texts
+from gitgw.concepts.trust import MAX_DEPTH, Classification, Classifier, message_texts
 from gitgw.errors import GitgwError
 from gitgw.records import GatewayConfig
 from gitgw.records.receipt import Usage
@@ -138,6 +138,15 @@ def because(classification: Classification) -> str:
     return detected or "the default level"
 
 
+def _too_deep() -> RequestError:
+    return RequestError(
+        400,
+        "nested_too_deeply",
+        f"the request body nests objects and lists more than {MAX_DEPTH} levels deep",
+        "send a flatter body",
+    )
+
+
 def _parse(body: bytes) -> tuple[dict[str, Any], bool]:
     try:
         data, unique = parse_body(body)
@@ -148,6 +157,8 @@ def _parse(body: bytes) -> tuple[dict[str, Any], bool]:
             f"the request body is not valid JSON: {exc}",
             'send a JSON object such as {"model": "chat", "messages": [...]}',
         ) from None
+    except RecursionError:  # JSON's parser recurses once per level
+        raise _too_deep() from None
     if not isinstance(data, dict):
         raise RequestError(400, "invalid_request", "the request body must be a JSON object")
     messages = data.get("messages")
@@ -195,7 +206,11 @@ def prepare_request(
     data, unique = _parse(body)
     content = {key: value for key, value in data.items() if key != "model"}
     try:
-        classification = loaded.classifier.classify(message_texts((content,)), declared)
+        texts = message_texts((content,))
+    except GitgwError:
+        raise _too_deep() from None
+    try:
+        classification = loaded.classifier.classify(texts, declared)
     except GitgwError as exc:
         raise RequestError(400, "invalid_trust_level", exc.message, exc.hint) from None
     prepared = Prepared(

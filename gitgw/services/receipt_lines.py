@@ -30,12 +30,12 @@ from pydantic_core import from_json
 
 from gitgw._canonical import canonical_json, format_time
 from gitgw._clock import Clock
-from gitgw.concepts.context import part_text
+from gitgw.concepts.context import part_text, role_of
 from gitgw.concepts.secrets import scan
 from gitgw.records import kind_named
 from gitgw.services.gateway_request import ENDPOINT, Attempt, Loaded, Outcome, Prepared
 
-__all__ = ["WITHHELD", "batch_file", "guard_text", "receipt_line"]
+__all__ = ["WITHHELD", "batch_file", "fallback_line", "guard_text", "receipt_line"]
 
 WITHHELD = "(withheld: gitgw's secrets guard flagged this text)"
 _RECEIPT = kind_named("receipt")
@@ -71,9 +71,8 @@ def _context(prepared: Prepared) -> list[dict[str, Any]]:
     parts = []
     for message in prepared.messages:
         text, _form = part_text(message)
-        role = message.get("role")
         part: dict[str, Any] = {
-            "role": role if isinstance(role, str) else "",
+            "role": role_of(message),
             "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
             "chars": len(text),
         }
@@ -160,8 +159,38 @@ def receipt_line(loaded: Loaded, prepared: Prepared | None, outcome: Outcome, cl
         canonical = canonical_json(_unprepared_data(loaded, outcome, clock)).decode("utf-8")
     else:
         canonical = _prepared_json(prepared, outcome)
+    return _sealed(canonical)
+
+
+def _sealed(canonical: str) -> str:
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return canonical[:-1] + f',"digest":"sha256:{digest}"}}'
+
+
+def fallback_line(
+    loaded: Loaded, prepared: Prepared | None, outcome: Outcome, clock: Clock, error: Exception
+) -> str:
+    """The receipt of a request whose full receipt could not be built (a bug: every
+    request must leave one): its id, time, level, rule names and outcome, nothing that
+    came from the request's own text."""
+    config = loaded.config
+    data: dict[str, Any] = {
+        "schema_version": 1,
+        "id": outcome.receipt_id or clock.new_id(),
+        "created": format_time(prepared.created if prepared is not None else clock.now()),
+        "level": config.trust.default_level,
+        "rules": [],
+        "outcome": outcome.outcome,
+        "detail": f"the full receipt could not be built ({type(error).__name__})",
+        "offline": config.mode == "offline",
+        "config_commit": loaded.commit,
+    }
+    if prepared is not None:
+        data["level"] = prepared.classification.level
+        data["rules"] = list(prepared.classification.rules)
+        if prepared.client is not None:
+            data["client"] = prepared.client
+    return _sealed(canonical_json(data).decode("utf-8"))
 
 
 # The receipt of a prepared request is the proxy's per-request cost after the answer: so

@@ -52,16 +52,29 @@ _STRICT = json.JSONDecoder(object_pairs_hook=_unique)
 def parse_body(body: bytes) -> tuple[Any, bool]:
     """The parsed JSON of `body`, and whether no object in it repeats a key.
 
-    Raises ValueError (json.JSONDecodeError, UnicodeDecodeError) as `json.loads` does.
-    With a repeated key the last value counts, as with `json.loads`.
+    Raises ValueError (json.JSONDecodeError, UnicodeDecodeError) as `json.loads` does,
+    and also for what it lets through that is no text: bytes that are not valid UTF-8
+    (or UTF-16, UTF-32) and a `\\ud800`-style escape of half a surrogate pair, which no
+    encoder (of receipts, or of the body sent upstream) can write. With a repeated key
+    the last value counts, as with `json.loads`.
     """
-    text = body.decode(json.detect_encoding(body), "surrogatepass")  # as json.loads does
+    text = body.decode(json.detect_encoding(body))
     try:
-        return _STRICT.decode(text), True
+        data, unique = _STRICT.decode(text), True
     except DuplicateKey:
-        return json.loads(text), False
+        data, unique = json.loads(text), False
+    if _SURROGATE_ESCAPE.search(text) is not None:  # most likely a pair, an emoji: check
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "a string holds an unpaired surrogate escape (\\ud800 to \\udfff), which is "
+                "not a character"
+            ) from None
+    return data, unique
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _MODEL_KEY = b'"model"'
 _ESCAPED_LETTER = re.compile(rb"\\u006[45cdf]", re.IGNORECASE)  # d, e, l, m, o
 _MODEL_VALUE = re.compile(rb'"model"[ \t\n\r]*:[ \t\n\r]*"([^"\\]*)"')
