@@ -242,6 +242,36 @@ def test_unreachable_remote_leaves_local_state(tmp_path: Path, scheme: str) -> N
     assert git("for-each-ref", "refs/remotes", cwd=a) == ""
 
 
+def test_a_remote_that_is_only_ahead_is_no_rewrite(tmp_path: Path, git_server: GitServer) -> None:
+    a, b = pair(tmp_path, git_server)
+    add_consent(a)
+    assert sync(a)["action"] == "pushed"
+    assert sync(b)["action"] == "fast-forward"
+    add_consent(b)
+    assert sync(b)["action"] == "pushed"
+    git("fetch", "-q", "origin", cwd=a)  # as an editor does: the tracking ref moves ahead
+    ran = run_cli("--repo", str(a), "verify")
+    assert ran.exit_code == 0, ran.stderr
+
+
+def test_a_remote_rewritten_without_changing_a_record_is_named(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    a, _b = pair(tmp_path, git_server)
+    record = add_consent(a)
+    assert sync(a)["action"] == "pushed"
+    # Someone resets the server's branch to drop the record, with plain git.
+    clone = tmp_path / "rewriter"
+    git("clone", "-q", "--branch", BRANCH, git_server.url(), str(clone))
+    git("reset", "-q", "--hard", "HEAD~1", cwd=clone)
+    git("commit", "-q", "--allow-empty", "-m", "a new commit on the old base", cwd=clone)
+    git("push", "-q", "--force", "origin", BRANCH, cwd=clone)
+    git("fetch", "-q", "origin", cwd=a)
+    ran = run_cli("--repo", str(a), "verify")
+    assert ran.exit_code == 1
+    assert f"{record}: add-only record deleted by a rewrite of history on origin" in ran.stderr
+
+
 def test_rewritten_remote_history_is_refused(tmp_path: Path, git_server: GitServer) -> None:
     a, b = pair(tmp_path, git_server)
     record = add_consent(a)

@@ -136,6 +136,72 @@ def test_a_branch_reset_to_drop_a_commit_is_caught(state_repo: Path) -> None:
     assert "deleted by a rewrite of history" in dict(_problems(data))[path]
 
 
+def test_a_record_changed_by_a_merge_onto_an_older_commit_is_named(
+    state_repo: Path, clone: Path
+) -> None:
+    # A merge whose first parent predates the record, whose second is the head, and whose
+    # tree holds a new version: a fast-forward, so no force push is needed.
+    [path] = _add(state_repo, _grant())
+    git("pull", "-q", cwd=clone)
+    record = clone / path
+    record.write_text(record.read_text().replace('"alice"', '"mallory"'))
+    git("add", path, cwd=clone)
+    tree = git("write-tree", cwd=clone).strip()
+    merge = git("commit-tree", tree, "-p", "HEAD~1", "-p", "HEAD", "-m", "merge", cwd=clone)
+    git("push", "-q", "origin", f"{merge.strip()}:refs/heads/gitgw", cwd=clone)
+    assert "add-only record was modified" in _reasons_both_ways(state_repo)[path]
+
+
+def test_a_record_added_again_on_a_side_branch_and_merged_is_named(
+    state_repo: Path, clone: Path
+) -> None:
+    from gitgw.services.verify import check_incoming
+
+    [path] = _add(state_repo, _grant())
+    known = git("rev-parse", "gitgw", cwd=state_repo).strip()
+    git("pull", "-q", cwd=clone)
+    original = (clone / path).read_text()
+    git("checkout", "-q", "-b", "side", "HEAD~1", cwd=clone)
+    (clone / path).parent.mkdir(parents=True, exist_ok=True)
+    (clone / path).write_text(original.replace('"alice"', '"mallory"'))
+    git("add", path, cwd=clone)
+    git("commit", "-qm", "the same record, on a side branch", cwd=clone)
+    git("checkout", "-q", "gitgw", cwd=clone)
+    git("merge", "-q", "-s", "ours", "--no-edit", "side", cwd=clone)  # a tree as it was,
+    (clone / path).write_text(original.replace('"alice"', '"mallory"'))  # then the side's
+    git("commit", "-q", "--amend", "-a", "--no-edit", cwd=clone)
+    _push(clone)
+    assert "add-only record was added again, changed" in _reasons_both_ways(state_repo)[path]
+    with StateRepo.discover(state_repo) as repo:  # what sync and the daemon check
+        incoming = check_incoming(repo, [known], repo.require_head())
+    assert [(p.path, p.reason) for p in incoming] == [
+        (path, "add-only record is already on the branch, changed")
+    ]
+
+
+def test_a_rewrite_is_caught_after_the_old_commits_are_pruned(state_repo: Path) -> None:
+    [path] = _add(state_repo, _grant())
+    assert _verify(state_repo)[0] == 0  # this machine has seen the head with the record
+    git("update-ref", "refs/heads/gitgw", "gitgw~1", cwd=state_repo)
+    git("reflog", "expire", "--expire=now", "--all", cwd=state_repo)
+    git("gc", "-q", "--prune=now", cwd=state_repo)
+    code, data = _verify(state_repo)
+    assert code == 1
+    [(where, reason)] = _problems(data)
+    assert where == "(history)"
+    assert "commits are gone (pruned)" in reason
+    assert path not in dict(_problems(data))
+
+
+def test_a_torn_line_in_the_record_of_heads_is_skipped(state_repo: Path) -> None:
+    _add(state_repo, _grant())
+    assert _verify(state_repo)[0] == 0
+    with (state_repo / ".git" / "gitgw" / "witness" / "gitgw").open("a") as witness:
+        witness.write("0d75417876")  # a full disk cut the last line short
+    code, data = _verify(state_repo)
+    assert (code, _problems(data)) == (0, [])
+
+
 def test_invalid_and_unknown_files_are_named_and_other_commands_still_work(
     state_repo: Path, clone: Path
 ) -> None:

@@ -281,7 +281,7 @@ class Engine:
         changes = {commit: list(changes_of(self.repo, commit)) for commit in new}
         messages = {commit: self.repo.commit_info(commit).message for commit in new}
         self._remember_started(new, changes, messages)
-        problems = check_commits(self.repo, new)
+        problems = check_commits(self.repo, new, [self.cursor] if self.cursor else [])
         bad = {problem.commit for problem in problems}
         handled.invalid = problems
         for problem in problems:

@@ -2,6 +2,9 @@
 
 For a merge commit, a file counts as changed only when it differs from every parent:
 a record that arrived through the other parent was checked where it was first added.
+A changed file's earlier version is the first parent's, or, where the first parent
+lacks the file, another parent's: a merge onto an old first parent cannot pass off a
+new version of a file another parent holds as a new file.
 """
 
 from __future__ import annotations
@@ -101,9 +104,13 @@ def changes_of(repo: StateRepo, commit_id: str) -> Iterator[Change]:
     first, others = parent_trees[0], parent_trees[1:]
     seen_deleted: set[str] = set()
     for path, before, after in repo.trees.diff(first, commit.tree):
-        if after is not None and any(_blob_at(repo, t, path) == after for t in others):
-            continue  # it came from another parent unchanged
-        if after is None:
+        if after is not None:
+            elsewhere = [_blob_at(repo, t, path) for t in others]
+            if after in elsewhere:
+                continue  # it came from another parent unchanged
+            if before is None:  # new to the first parent; another may hold a version
+                before = next((blob for blob in elsewhere if blob is not None), None)
+        else:
             seen_deleted.add(path)
         yield Change(path, _ascii(before), _ascii(after))
     for other in others:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -43,6 +44,7 @@ _RETRY_SECONDS = 60.0
 # Holding a ref lock takes microseconds (write 41 bytes, fsync, rename); a lock this old
 # was left by a process killed inside that window, and nobody else will remove it.
 _STALE_LOCK_SECONDS = 10.0
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -464,8 +466,9 @@ class StateRepo:
         """Earlier heads this machine knows of: (commit id, where it was seen)."""
         seen: dict[str, str] = {}
         with contextlib.suppress(FileNotFoundError):
-            for line in self._witness_file.read_text().split():
-                seen.setdefault(line.strip(), "gitgw's record of earlier heads")
+            for line in self._witness_file.read_text(errors="replace").split():
+                if _COMMIT_ID.fullmatch(line):  # a line torn by a full disk is skipped
+                    seen.setdefault(line, "gitgw's record of earlier heads")
         reflog = Path(self._repo.commondir()) / "logs" / self.ref.decode("utf-8")
         with contextlib.suppress(FileNotFoundError):
             for line in reflog.read_text(errors="replace").splitlines():
