@@ -9,6 +9,11 @@ classified, routed and leaves a receipt on the branch) and through the LiteLLM p
 (installed by this script in its own virtual environment, benchmarks/.venv-litellm;
 skipped with a message when it cannot be installed, or with --no-litellm).
 
+For scale, a fourth server is measured alongside: a bare relay, an aiohttp server that
+passes each request to the upstream through gitgw's upstream client and does nothing
+else. It is the floor under gitgw's design on the machine at hand, and the report says
+how much of gitgw's added latency and lost throughput is gitgw's own work on top of it.
+
 Load comes from `wrk` (latency at concurrency 1, requests per second at concurrency 16)
 and `hey` (a fixed number of requests, for the memory soak): Debian packages, installed
 with `apt-get update && apt-get install -y wrk hey`. Only 127.0.0.1 is ever used.
@@ -39,7 +44,7 @@ import tempfile
 import time
 import timeit
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +101,41 @@ def serve_upstream(port: int) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
     app.router.add_get("/v1/models", models)
+    web.run_app(app, host=HOST, port=port, access_log=None, print=None)
+
+
+def serve_relay(port: int, upstream_port: int) -> None:
+    """A bare relay: each request read and passed to the upstream through gitgw's
+    upstream client (`HttpPool`), the answer returned; nothing classified, routed or
+    receipted. What an aiohttp proxy costs on this machine before any work of its own."""
+    from aiohttp import web
+
+    from gitgw.proxy.pool import HttpPool
+
+    headers = {"Content-Type": "application/json", "User-Agent": "gitgw"}
+    pools: list[HttpPool] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.read()
+        answer = await pools[0].post(HOST, upstream_port, "/v1/chat/completions", body, headers)
+        try:
+            data = await answer.read()
+        finally:
+            answer.release()
+        return web.Response(body=data, status=answer.status, content_type="application/json")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ready"})
+
+    async def pool(app: web.Application) -> AsyncIterator[None]:
+        pools.append(HttpPool(5.0, 120.0))
+        yield
+        await pools[0].close()
+
+    app = web.Application()
+    app.cleanup_ctx.append(pool)
+    app.router.add_post("/v1/chat/completions", completions)
+    app.router.add_get("/health", health)
     web.run_app(app, host=HOST, port=port, access_log=None, print=None)
 
 
@@ -388,7 +428,7 @@ def run(args: argparse.Namespace, root: Path) -> Figures:
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"\n'
     )
-    up_port, gw_port, ll_port = free_port(), free_port(), free_port()
+    up_port, gw_port, ll_port, relay_port = free_port(), free_port(), free_port(), free_port()
     upstream = f"http://{HOST}:{up_port}/v1"
     repo = gitgw_state(root, upstream, gw_port)
     python = sys.executable
@@ -397,8 +437,14 @@ def run(args: argparse.Namespace, root: Path) -> Figures:
     rounds = 1 if args.quick else 3
     up_argv = [python, "-m", "benchmarks.bench_proxy", "--upstream", str(up_port)]
     gw_argv = [python, "-m", "gitgw", "--repo", str(repo), "proxy", "--port", str(gw_port)]
-    with spawn("upstream", up_argv, upstream, "/v1/models", root / "upstream.log") as direct:
-        servers = [direct]
+    relay_argv = [python, "-m", "benchmarks.bench_proxy", "--relay", str(relay_port)]
+    relay_argv += ["--upstream", str(up_port)]
+    relay_base = f"http://{HOST}:{relay_port}/v1"
+    with (
+        spawn("upstream", up_argv, upstream, "/v1/models", root / "upstream.log") as direct,
+        spawn("relay", relay_argv, relay_base, "/health", root / "relay.log") as relay,
+    ):
+        servers = [direct, relay]
         with spawn("gitgw", gw_argv, f"http://{HOST}:{gw_port}/v1", "/health/ready",
                    root / "gitgw.log") as gitgw:  # fmt: skip
             figures.ready["gitgw"] = gitgw.ready_s
@@ -488,6 +534,13 @@ def report(fig: Figures) -> int:
         check("gitgw / LiteLLM throughput", f"{times:.1f}x", ">= 10x", times >= 10)
     share = rps["gitgw"] / rps["upstream"]
     check("gitgw / direct throughput", f"{share:.0%}", ">= 25%", share >= 0.25)
+    # The floor: what a bare aiohttp relay through gitgw's upstream client costs here.
+    check("bare relay adds, p50 (c=1)", f"{added['relay']:.3f} ms", "", None)
+    check("gitgw adds over the bare relay, p50", f"{added['gitgw'] - added['relay']:.3f} ms", "",
+          None)  # fmt: skip
+    floor = rps["relay"] / rps["upstream"]
+    check("bare relay / direct throughput", f"{floor:.0%}", "", None)
+    check("gitgw / bare relay throughput", f"{rps['gitgw'] / rps['relay']:.0%}", "", None)
     if fig.overhead_header_ms is not None:
         check("x-gitgw-overhead-ms, median", f"{fig.overhead_header_ms:.3f} ms", "", None)
     served, last = fig.rss[-1]
@@ -521,7 +574,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", type=int, help="requests in the memory soak [100,000]")
     parser.add_argument("--dir", type=Path, help="work under DIR instead of a temporary one")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--relay", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.relay:
+        serve_relay(args.relay, args.upstream)
+        return 0
     if args.upstream:
         serve_upstream(args.upstream)
         return 0
