@@ -435,6 +435,18 @@ def test_an_undefined_template_variable_fails_the_run_naming_it(gateway: Gateway
     assert ended.receipts == []  # nothing was sent
 
 
+def test_a_prompt_template_cannot_reach_pythons_internals(gateway: Gateway, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    prompt = f"{{{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}}}"
+    text = _steps(
+        f'  - name: ask\n    uses: complete\n    with: {{model: local, prompt: "{prompt}"}}\n'
+    )
+    ended, _ = _run(gateway, text)
+    assert ended.status == "failed"
+    assert "template: not allowed: access to attribute '__init__'" in (ended.error or "")
+    assert not marker.exists()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
