@@ -220,6 +220,19 @@ def test_the_server_refuses_bad_pushes(
     git("commit", "--quiet", "-m", "other work", cwd=clone)
     assert push(clone, "HEAD:refs/heads/main").returncode == 0
 
+    # Commits pushed to another branch first are still checked when the state branch
+    # moves onto them.
+    git("reset", "--quiet", "--hard", "origin/gitgw", cwd=clone)
+    (clone / NEW_NOTE).write_text(note_file(f"aws {AWS_KEY}\n"))
+    git("add", "-A", cwd=clone)
+    git("commit", "--quiet", "-m", "a note with a key, by way of another branch", cwd=clone)
+    assert push(clone, "HEAD:refs/heads/scratch").returncode == 0  # not the state branch
+    accepted = server_head(git_daemon)
+    refused = push(clone, "HEAD:gitgw")
+    assert refused.returncode != 0
+    assert f"gitgw: {NEW_NOTE}: line 11: possible secret (AWS Access Key)" in refused.stderr
+    assert server_head(git_daemon) == accepted
+
 
 def test_install_refuses_to_overwrite_a_foreign_hook(tmp_path: Path) -> None:
     bare = tmp_path / "srv.git"

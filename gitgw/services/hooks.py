@@ -186,9 +186,14 @@ def _diffs(pairs: list[Pair]) -> dict[Pair, list[_Change]]:
     return found
 
 
-def _check_commits(new: str, blobs: _Blobs, checked: set[tuple[str, str]]) -> list[Problem]:
-    """Every commit reachable from `new` that the repository does not have yet."""
-    listed = _git("rev-list", "--reverse", "--topo-order", "--parents", new, "--not", "--all")
+def _check_commits(
+    old: str, new: str, blobs: _Blobs, checked: set[tuple[str, str]]
+) -> list[Problem]:
+    """Every commit the update from `old` to `new` brings to the state branch: those
+    reachable from `new` and not from `old` (all of them for a new branch). Not "not
+    in any ref": commits pushed to another branch first would pass unchecked."""
+    since = ["--not", old] if old != ZERO else []
+    listed = _git("rev-list", "--reverse", "--topo-order", "--parents", new, *since)
     commits = [(parts[0], parts[1:]) for parts in map(str.split, listed.decode().splitlines())]
     pairs: list[Pair] = []
     for commit, parents in commits:
@@ -231,7 +236,7 @@ def pre_receive(lines: Iterable[str], branch: str) -> list[Problem]:
                 continue
             if old != ZERO and not _is_ancestor(old, new):
                 problems.extend(_rewritten(old, new))
-            problems.extend(_check_commits(new, blobs, checked))
+            problems.extend(_check_commits(old, new, blobs, checked))
     finally:
         blobs.close()
     return problems
