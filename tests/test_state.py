@@ -107,6 +107,33 @@ def test_init_refuses_an_existing_state_branch(state_repo: Path) -> None:
     assert run_cli("init", "--branch", "other", str(state_repo)).exit_code == 0
 
 
+def test_init_in_a_subdirectory_of_a_code_repository_names_its_top(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    (code / "src").mkdir(parents=True)
+    git("init", "-q", cwd=code)
+    ran = run_cli("init", str(code / "src"))
+    assert ran.exit_code == 1
+    assert f"{code / 'src'} is inside the Git repository at {code}" in ran.stderr
+    assert f"gitgw init {code}" in ran.stderr
+    assert not (code / "src" / ".git").exists()  # no repository nested in its files
+    assert run_cli("init", str(code)).exit_code == 0
+
+
+def test_init_in_a_clone_whose_remote_has_the_state_branch_says_to_sync(
+    state_repo: Path, tmp_path: Path
+) -> None:
+    clone = tmp_path / "clone"
+    git("clone", "-q", "--no-checkout", str(state_repo), str(clone))  # refs/remotes/origin/gitgw
+    ran = run_cli("init", str(clone))
+    assert ran.exit_code == 1
+    assert "origin already has a state branch 'gitgw'" in ran.stderr
+    assert "gitgw sync --remote origin" in ran.stderr
+    assert git("for-each-ref", "refs/heads/gitgw", cwd=clone) == ""
+    ran = run_cli("--repo", str(clone), "sync")  # which takes it
+    assert ran.exit_code == 0, ran.stderr
+    assert git("rev-parse", "gitgw", cwd=clone) == git("rev-parse", "gitgw", cwd=state_repo)
+
+
 def test_clear_errors_without_a_repository_or_a_state_branch(tmp_path: Path) -> None:
     ran = run_cli("--repo", str(tmp_path), "status")
     assert ran.exit_code == 1

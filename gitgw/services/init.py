@@ -73,6 +73,13 @@ def init_state(path: Path, branch: str, example: bool = False) -> InitResult:
                 f"{repo.path} already has a state branch {branch!r} (at {head[:12]})",
                 "use it as it is (`gitgw status`), or pick another name with --branch",
             )
+        tracking = sorted(repo.tracking_refs())
+        if tracking:  # a new, unrelated branch would be merged over the team's on sync
+            remote = tracking[0].removeprefix("refs/remotes/").rsplit("/", 1)[0]
+            raise StateBranchExists(
+                f"{remote} already has a state branch {branch!r} ({tracking[0]})",
+                f"take it with `gitgw sync --remote {remote}` instead of creating a new one",
+            )
         files = _example_files() if example else _default_files()
         store = Store(repo)
         new_head = store.create_branch(files, "gitgw: create the state branch")

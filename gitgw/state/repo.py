@@ -106,12 +106,30 @@ class StateRepo:
 
     @classmethod
     def create(cls, path: Path, branch: str = DEFAULT_BRANCH) -> StateRepo:
-        """Open the repository at `path`, or make one there (non-bare) if there is none."""
+        """Open the repository at `path`, or make one there (non-bare) if there is none.
+
+        Refuses a directory inside another repository's work tree: a repository made
+        there would sit inside that one's files, and gitgw run at its top would not see
+        it. Its top is what to give (or `git init` the directory first, to nest one)."""
         try:
             return cls(Repo(str(path)), branch)
         except NotGitRepository:
-            path.mkdir(parents=True, exist_ok=True)
-            return cls(Repo.init(str(path), default_branch=b"main"), branch)
+            pass
+        if path.is_dir():
+            try:
+                outer = Repo.discover(str(path))
+            except NotGitRepository:
+                pass
+            else:
+                top = outer.path
+                outer.close()
+                raise NotARepository(
+                    f"{path} is inside the Git repository at {top}",
+                    f"run `gitgw init {top}` to add the state branch to it, or `git init "
+                    f"{path}` first to make a repository of its own there",
+                )
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(Repo.init(str(path), default_branch=b"main"), branch)
 
     def close(self) -> None:
         """Release the repository's open files."""
@@ -477,11 +495,20 @@ class StateRepo:
                     for sha in parts[:2]:
                         if sha.strip("0"):
                             seen.setdefault(sha, "the branch's reflog")
-        remotes = self._repo.refs.as_dict(Ref(b"refs/remotes/"))
-        for ref_name, target in remotes.items():
-            if ref_name.endswith(b"/" + self.branch.encode("utf-8")):
-                seen.setdefault(target.decode("ascii"), "refs/remotes/" + ref_name.decode())
+        for ref_name, target in self.tracking_refs().items():
+            seen.setdefault(target, ref_name)
         return list(seen.items())
+
+    def tracking_refs(self) -> dict[str, str]:
+        """The remote-tracking refs of the state branch (`refs/remotes/*/<branch>`) and
+        the commit each points at."""
+        remotes = self._repo.refs.as_dict(Ref(b"refs/remotes/"))
+        suffix = b"/" + self.branch.encode("utf-8")
+        return {
+            "refs/remotes/" + name.decode(): target.decode("ascii")
+            for name, target in remotes.items()
+            if name.endswith(suffix)
+        }
 
     # -- housekeeping --------------------------------------------------------------------
 
