@@ -95,6 +95,26 @@ def test_a_narrower_grant_narrows(state_repo: Path) -> None:
     assert "client:codex  internal" in listing.stdout
 
 
+def test_a_narrowing_written_on_a_machine_whose_clock_is_behind_still_narrows(
+    state_repo: Path,
+) -> None:
+    from gitgw._clock import utc_now
+
+    ahead = Clock(now=lambda: utc_now() + timedelta(minutes=5))  # another machine, fast
+    with StateRepo.discover(state_repo) as repo:
+        wide = grant(repo, "provider:openai", "restricted", actor="a", clock=ahead)
+        narrow = grant(repo, "provider:openai", "internal", actor="b")  # this clock, right
+        assert narrow.entry.supersedes == wide.entry.id
+        assert narrow.entry.id > wide.entry.id  # sorts after what it replaces
+        ledger = ConsentLedger(repo)
+        assert ledger.check("provider:openai", "internal").allowed
+        assert not ledger.check("provider:openai", "restricted").allowed
+        revoked = revoke(repo, "provider:openai", actor="b")  # and a revocation, likewise
+        assert revoked.entry.id > narrow.entry.id
+        ledger.refresh()
+        assert not ledger.check("provider:openai", "public").allowed
+
+
 def test_revoking_what_was_never_granted_is_recorded_and_said(state_repo: Path) -> None:
     before = head(state_repo)
     ran = cli(state_repo, "consent", "revoke", "tool:memory.write")

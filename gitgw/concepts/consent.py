@@ -30,9 +30,9 @@ import bisect
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from gitgw._clock import Clock, default_clock
+from gitgw._clock import Clock, default_clock, ulid_time
 from gitgw.concepts.checks import check_file, is_add_only
 from gitgw.concepts.consent_fold import (
     Entry,
@@ -352,10 +352,18 @@ class _Builder:
 
     def __call__(self, clock: Clock, previous: Entry | None) -> ConsentEntry:
         now = clock.now()
+        entry_id = clock.new_id(now)
+        if previous is not None and entry_id <= previous.id:
+            # The ledger folds in id order: an entry must sort after the one it replaces
+            # even when this machine's clock is behind the one that wrote that entry
+            # (else a narrowing grant would lose to the wider grant it names). A clock
+            # of its own makes that id, leaving this one's sequence where it was.
+            after = ulid_time(previous.id) + timedelta(milliseconds=1)
+            entry_id = Clock(now=lambda: after).new_id()
         return ConsentEntry.model_validate(
             {
                 **{k: v for k, v in self.fields.items() if v is not None},
-                "id": clock.new_id(now),
+                "id": entry_id,
                 "created": now,
                 "supersedes": previous.id if previous is not None else None,
             }
