@@ -562,6 +562,31 @@ def test_a_gitea_push_to_another_repository_fires_its_workflows(
         running.stop()
 
 
+def test_a_gitea_push_taken_during_a_failing_round_is_handled_once_it_recovers(
+    served: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    _configure_gitea(served)
+    with StateRepo.discover(served) as repo:
+        Store(repo).put("workflows/on-push.yaml", GITEA_PUSH.encode(), "on push")
+    running = Running(served)
+    try:
+        base = running.serving.url.removesuffix("/v1")
+        # Someone checks the state branch out for a moment: every commit is refused, so
+        # the round that takes the push fails.
+        git("worktree", "add", "--quiet", str(tmp_path / "checkout"), "gitgw", cwd=served)
+        assert _post_delivery(base, push_payload(), "6f1e1b0a-0000-4000-8000-0000000000a1") == 202
+        time.sleep(1.0)
+        assert runs_of(served, "on-push") == []
+        git("worktree", "remove", "--force", str(tmp_path / "checkout"), cwd=served)
+        [run] = wait_for(finished(served, "on-push", 1), timeout=15, what="the retried push")
+        assert run.status == "succeeded", run.error
+        time.sleep(1.0)
+        assert len(runs_of(served, "on-push")) == 1  # once, not again
+    finally:
+        running.stop()
+
+
 HOURLY = """\
 schema_version: 1
 on:
@@ -590,6 +615,49 @@ def test_a_schedule_fires_once_in_its_minute(served: Path) -> None:
         assert [r.status for r in runs_of(served, "hourly")] == ["succeeded"]
         engine.close()
     finally:
+        gateway.close()
+
+
+TWO_TRIGGERS = """\
+schema_version: 1
+on:
+  - handoff: {state: submitted}
+  - path: "handoffs/**"
+steps:
+  - name: echo
+    uses: run
+    with:
+      command: ["true"]
+"""
+
+
+def test_a_workflow_fires_once_for_a_commit_that_two_of_its_triggers_match(
+    served: Path,
+) -> None:
+    with StateRepo.discover(served) as repo:
+        Store(repo).put("workflows/triage.yaml", TWO_TRIGGERS.encode(), "two triggers")
+    gateway = Gateway(StateRepo.discover(served))
+    engine = Engine(gateway)
+    try:
+        engine.start()
+        one = {"from": {"agent": "alice"}, "to": "codex", "title": "One"}
+        handoffs.create(gateway.store, one, "Body.")
+        fired = [f for f in engine.catch_up().fired if f.name == "triage"]
+        assert [f.key.split(":")[0] for f in fired] == ["handoff"]  # not the path as well
+        # Two handoffs in one commit are two events for it: one run each.
+        two = {"from": {"agent": "alice"}, "to": "codex", "title": "Two"}
+        with StateRepo.discover(served) as repo:
+            store = Store(repo)
+            a = handoffs.create(store, two, "A.")
+            b = handoffs.create(store, two, "B.")
+        fired = [f for f in engine.catch_up().fired if f.name == "triage"]
+        assert len(fired) == 2, (a, b)
+        # A commit the handoff trigger does not match (a claim) fires through its path.
+        handoffs.claim(gateway.store, a.id, "codex")
+        fired = [f for f in engine.catch_up().fired if f.name == "triage"]
+        assert [f.key.split(":")[0] for f in fired] == ["commit"]
+    finally:
+        engine.close()
         gateway.close()
 
 

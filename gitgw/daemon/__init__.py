@@ -179,6 +179,9 @@ class Daemon:
                 self._work(moved, pushes, ticks, wants_sync)
             except Exception:
                 log.exception("the engine failed on this round; it tries again in %.0f s", RETRY_S)
+                with inbox.cond:  # what the round did not finish goes first next time
+                    inbox.pushes.extendleft(reversed(pushes))
+                    inbox.ticks.extendleft(reversed(ticks))
                 retry = threading.Timer(RETRY_S, self.wake)
                 retry.daemon = True
                 retry.start()
@@ -186,8 +189,12 @@ class Daemon:
     def _work(
         self, moved: bool, pushes: list[PushEvent], ticks: list[datetime], wants_sync: bool
     ) -> None:
+        """One round. A push or tick leaves its list once handled: whatever is left when
+        this raises is put back (a Gitea push answered 202 is never dropped; firing
+        again is harmless, as runs are keyed by their event)."""
         state_repo = self.gateway.config.gitea.state_repo
-        for push in pushes:
+        while pushes:
+            push = pushes[0]
             if push.repo == state_repo and push.branch == self.gateway.repo.branch:
                 log.info("Gitea push %s to the state repository: syncing", push.delivery)
                 wants_sync = True
@@ -195,14 +202,16 @@ class Daemon:
                 fired = self.engine.gitea_push(push.as_context(), push.delivery)
                 log.info("Gitea push %s to %s (%s): %d workflow(s) fired", push.delivery,
                          push.repo, push.branch, len(fired))  # fmt: skip
+            pushes.pop(0)
         if wants_sync:
             self._sync()
             moved = True
         if moved:
             handled = self.engine.catch_up()
             self.handled += handled.commits
-        for now in ticks:
-            self.engine.tick(now)
+        while ticks:
+            self.engine.tick(ticks[0])
+            ticks.pop(0)
 
     def _sync(self) -> None:
         remote = self.gateway.config.sync.remote

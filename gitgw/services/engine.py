@@ -33,7 +33,7 @@ import logging
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -298,8 +298,13 @@ class Engine:
             if commit in bad:
                 self._reject_requests(commit, changes[commit], problems)
                 continue
+            # A workflow a handoff or request of this commit matches does not fire again
+            # for the commit's paths (its `on:` fires when any trigger matches: once).
+            matched: set[str] = set()
             for event in events_of(self.gateway.store, commit, changes[commit]):
-                handled.fired.extend(self.fire(event))
+                if event.kind != "path":
+                    matched.update(name for name, _ in self.workflows.matching(event))
+                handled.fired.extend(self.fire(event, skip=matched if event.kind == "path" else ()))
         self._known.update(new)
         self._advance(head)
         return handled
@@ -355,15 +360,16 @@ class Engine:
 
     # -- firing ---------------------------------------------------------------------------
 
-    def fire(self, event: Event) -> list[Fired]:
-        """Start every job `event` calls for: matching workflows, a request's answer."""
+    def fire(self, event: Event, skip: Collection[str] = ()) -> list[Fired]:
+        """Start every job `event` calls for: matching workflows (but those named in
+        `skip`), a request's answer."""
         fired = []
         if event.kind == "request":
             request = Request.model_validate(event.data["request"])
             if self._mark("request", event.key):
                 fired.extend(self._starting("request", event, self._start_answer, request))
         for name, workflow in self.workflows.matching(event):
-            if self._mark(name, event.key):
+            if name not in skip and self._mark(name, event.key):
                 fired.extend(self._starting(name, event, self._start_workflow, name, workflow))
         return fired
 
