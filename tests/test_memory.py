@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,7 @@ import pytest
 
 from gitgw.concepts import memory
 from gitgw.concepts.index import Index
+from gitgw.concepts.store import Store
 from gitgw.state import StateRepo
 from tests.conftest import branch_head as head
 from tests.conftest import fails, git, run_cli
@@ -190,3 +194,31 @@ def test_an_edit_on_two_machines_keeps_both_versions(tmp_path: Path, git_daemon:
         ran = run_cli("--repo", str(machine), "memory", "show", PUBLIC_NOTE)
         assert "conflict: another version" in ran.stderr
     assert head(a) == head(b)
+
+
+def test_two_edits_at_once_on_one_clone_keep_both(example_repo: Path) -> None:
+    # Two `gitgw memory edit` processes started together: one sets the title, the other
+    # the tags. Each applies its change to the note as it is when it commits.
+    note = add(example_repo, "Original", "A short body.")
+    for trial in range(3):
+        start = time.time() + 1.5  # both past their imports, then at once
+        wait = f"import time, sys; time.sleep(max(0, {start} - time.time()));"
+        run = wait + " from gitgw.cli import main; sys.exit(main(sys.argv[1:]))"
+        edits = [
+            ["memory", "edit", note, "--title", f"Title {trial}"],
+            ["memory", "edit", note, "--tag", f"tag-{trial}"],
+        ]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", run, "--repo", str(example_repo), *argv],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for argv in edits
+        ]
+        for process in processes:
+            _out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+        with StateRepo.discover(example_repo) as repo:
+            view = memory.find(Store(repo), note)
+        assert (view.note.title, view.note.tags) == (f"Title {trial}", [f"tag-{trial}"])

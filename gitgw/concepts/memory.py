@@ -25,7 +25,7 @@ from gitgw.concepts.identity import allowed, clearance, require_clearance
 from gitgw.concepts.index import Index, IndexSpec
 from gitgw.concepts.secrets import SecretFound
 from gitgw.concepts.store import Store
-from gitgw.errors import GitgwError
+from gitgw.errors import Contention, GitgwError
 from gitgw.records import (
     LEVELS,
     Conflict,
@@ -49,6 +49,8 @@ __all__ = [
     "forget",
     "search",
 ]
+
+_EDIT_ATTEMPTS = 50  # a busy proxy commits twice a second; an edit's window is milliseconds
 
 
 class NoteError(GitgwError):
@@ -123,10 +125,12 @@ def show(store: Store, note_id: str) -> NoteView:
     return view
 
 
-def _write(store: Store, note: MemoryNote, body: str, message: str) -> None:
+def _write(
+    store: Store, note: MemoryNote, body: str, message: str, expect_head: str | None = None
+) -> None:
     path, data = render(note, body)
     try:
-        store.put(path, data, message)
+        store.put(path, data, message, expect_head)
     except SecretFound as exc:
         body_start = data.decode("utf-8").split("\n---\n", 1)[0].count("\n") + 2
         where = [
@@ -183,20 +187,34 @@ def edit(
     tags: Sequence[str] | None = None,
     trust: Level | None = None,
 ) -> MemoryNote:
-    """Change a note in place (it is the one mutable kind); `updated` moves to now."""
-    view = find(store, note_id)
-    old = view.note
-    note = _note(
-        **{
-            **old.model_dump(),
-            "title": title if title is not None else old.title,
-            "tags": list(dict.fromkeys(tags)) if tags is not None else old.tags,
-            "trust": trust or old.trust,
-            "updated": store.clock.now(),
-        }
+    """Change a note in place (it is the one mutable kind); `updated` moves to now.
+
+    The change is applied to the note as it is when the commit is made: an edit made
+    elsewhere meanwhile (another field, on another process) is kept, not overwritten
+    by the version read before it."""
+    for _ in range(_EDIT_ATTEMPTS):
+        head = store.repo.require_head()
+        view = find(store, note_id)  # at `head`, or later: then the commit below refuses
+        old = view.note
+        note = _note(
+            **{
+                **old.model_dump(),
+                "title": title if title is not None else old.title,
+                "tags": list(dict.fromkeys(tags)) if tags is not None else old.tags,
+                "trust": trust or old.trust,
+                "updated": store.clock.now(),
+            }
+        )
+        text = view.body if body is None else body
+        try:
+            _write(store, note, text, f"gitgw: memory {note_id}: edit", expect_head=head)
+        except Contention:
+            continue  # the branch moved since the note was read: read it again
+        return note
+    raise Contention(
+        f"the state branch kept moving while editing memory note {note_id}",
+        "nothing was written; try again",
     )
-    _write(store, note, view.body if body is None else body, f"gitgw: memory {note_id}: edit")
-    return note
 
 
 def forget(store: Store, note_id: str, actor: str, reason: str | None = None) -> MemoryTombstone:

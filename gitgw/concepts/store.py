@@ -117,12 +117,13 @@ class Store:
             files[path] = data
         return self.repo.commit(files, self._message(message), add_only=is_add_only)
 
-    def put(self, path: str, data: bytes, message: str) -> str:
-        """Replace (or create) a mutable file such as `gitgw.yaml`."""
+    def put(self, path: str, data: bytes, message: str, expect_head: str | None = None) -> str:
+        """Replace (or create) a mutable file such as `gitgw.yaml`; with `expect_head`,
+        only if the branch is still at that commit (else `Contention`)."""
         if is_add_only(path):
             raise InvalidRecord(path, "is an add-only record and cannot be replaced")
         check_file(path, data)
-        return self.repo.commit({path: data}, self._message(message))
+        return self.repo.commit({path: data}, self._message(message), expect_head=expect_head)
 
     def commit_files(self, files: Mapping[str, bytes], message: str) -> str:
         """Commit ready-made files after checking each one (used by `init` and imports)."""
