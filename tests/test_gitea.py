@@ -305,6 +305,10 @@ def test_a_replayed_delivery_is_taken_once(hooked: Hooked, state_repo: Path) -> 
     # remembered on disk, under the repository's gitgw directory, across restarts
     with StateRepo.discover(state_repo) as repo:
         assert headers["X-Gitea-Delivery"] in DeliveryLog.for_repo(repo)
+    # The id is not signed: the same signed body under a new id is the same delivery.
+    renamed = hooked.deliver(body, gitea_headers(body))
+    assert (renamed.status_code, renamed.json()) == (200, {"status": "duplicate"})
+    assert len(hooked.sink.events) == 1
 
 
 def test_a_full_queue_answers_503_and_the_redelivery_is_taken(hooked: Hooked) -> None:
@@ -324,6 +328,12 @@ def test_a_full_queue_answers_503_and_the_redelivery_is_taken(hooked: Hooked) ->
     assert redelivered.status_code == 202
     assert redelivered.json() == {"status": "accepted"}
     assert [e.delivery for e in hooked.sink.events] == [headers["X-Gitea-Delivery"]]
+    # A replay from the hook's page (a new id) of a refused delivery is taken too.
+    hooked.sink.room = 0
+    other = go_json(push_payload(after="c" * 40))
+    assert hooked.deliver(other, gitea_headers(other)).status_code == 503
+    hooked.sink.room = 2
+    assert hooked.deliver(other, gitea_headers(other)).status_code == 202
 
 
 def test_other_events_are_ignored(hooked: Hooked) -> None:
@@ -405,11 +415,13 @@ def test_the_endpoint_is_disabled_until_the_secret_is_set_and_read_per_request(
     monkeypatch.setenv("HOOK_SECRET", SECRET)  # no restart needed
     assert hooked.deliver(body, gitea_headers(body)).status_code == 202
 
+    body = go_json(push_payload(after="d" * 40))  # each push its own body
     monkeypatch.setenv("HOOK_SECRET", "a-rotated-secret")
     assert hooked.deliver(body, gitea_headers(body)).status_code == 401
     assert hooked.deliver(body, gitea_headers(body, secret="a-rotated-secret")).status_code == 202
 
     # A configuration reload names another variable: it applies to the next delivery.
+    body = go_json(push_payload(after="e" * 40))
     monkeypatch.setenv("OTHER_SECRET", "the-other-secret")
     write_config(state_repo, secret_env="OTHER_SECRET")
     wait_for(lambda: hooked.gateway.config.gitea.webhook_secret_env == "OTHER_SECRET")

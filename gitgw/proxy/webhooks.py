@@ -105,7 +105,9 @@ async def gitea(request: web.Request) -> web.StreamResponse:
             400, f"the delivery has no valid {DELIVERY_HEADER}", "missing_delivery"
         )
     deliveries = request.app[DELIVERIES]
-    if not await asyncio.to_thread(deliveries.first_time, delivery):
+    # A push's body is taken once under any id: only the body is signed (see DeliveryLog).
+    signed = payload if event == "push" else None
+    if not await asyncio.to_thread(deliveries.first_time, delivery, signed):
         log.info("Gitea delivery %s (event %r) was taken before: ignored", delivery, event[:64])
         return _status(200, "duplicate")
     if event != "push":
@@ -114,16 +116,16 @@ async def gitea(request: web.Request) -> web.StreamResponse:
     try:
         push = parse_push(delivery, payload)
     except GitgwError as exc:
-        await asyncio.to_thread(deliveries.forget, delivery)
+        await asyncio.to_thread(deliveries.forget, delivery, signed)
         log.warning("Gitea delivery %s: %s", delivery, exc.message)
         return error_response(400, message_of(exc), "malformed_push")
     try:
         taken = request.app[WEBHOOKS].accept(push)
     except BaseException:
-        await asyncio.to_thread(deliveries.forget, delivery)
+        await asyncio.to_thread(deliveries.forget, delivery, signed)
         raise
     if not taken:
-        await asyncio.to_thread(deliveries.forget, delivery)
+        await asyncio.to_thread(deliveries.forget, delivery, signed)
         log.warning("Gitea delivery %s: the queue is full; refused with 503", delivery)
         return error_response(
             503,

@@ -257,12 +257,15 @@ class WebhookSink(Protocol):
 
 
 class DeliveryLog:
-    """The delivery ids already seen, kept across restarts (the last `keep` of them).
+    """The deliveries already seen, kept across restarts (the last `keep` entries).
 
-    Gitea signs no time, so a captured delivery can be replayed: a delivery id is taken
-    at most once. The ids live in one file under the repository's gitgw directory, one a
-    line, oldest first, replaced atomically on every change; it is derived data and may
-    be deleted (replays of older deliveries would then be taken once more).
+    Gitea signs no time and not the delivery id (only the body), so a captured delivery
+    can be replayed, under its own id or a new one: a delivery is taken at most once by
+    its id and at most once by the SHA-256 of its signed body (a redelivery from Gitea's
+    page, a new id for the same body, is a duplicate too: its push was taken). The
+    entries live in one file under the repository's gitgw directory, one a line, oldest
+    first, replaced atomically on every change; it is derived data and may be deleted
+    (replays of older deliveries would then be taken once more).
     """
 
     KEEP = 10_000
@@ -288,7 +291,7 @@ class DeliveryLog:
             except FileNotFoundError:
                 lines = []
             for line in lines[-self.keep :]:
-                if valid_delivery_id(line):
+                if valid_delivery_id(line) or _BODY_KEY.fullmatch(line):
                     ids[line] = None
             self._ids = ids
         return self._ids
@@ -296,32 +299,49 @@ class DeliveryLog:
     def _save(self, ids: OrderedDict[str, None]) -> None:
         atomic_write(self.path, "".join(f"{i}\n" for i in ids).encode("utf-8"))
 
-    def first_time(self, delivery_id: str) -> bool:
-        """Record `delivery_id`; True only the first time it is seen."""
+    def first_time(self, delivery_id: str, body: bytes | None = None) -> bool:
+        """Record `delivery_id` (and its signed `body`); True only the first time either
+        is seen."""
         if not valid_delivery_id(delivery_id):
             raise GitgwError(f"not a delivery id: {delivery_id[:80]!r}")
+        keys = _keys(delivery_id, body)
         with self._lock:
             ids = self._loaded()
-            if delivery_id in ids:
+            if any(key in ids for key in keys):
                 return False
-            ids[delivery_id] = None
+            for key in keys:
+                ids[key] = None
             while len(ids) > self.keep:
                 ids.popitem(last=False)
             try:
                 self._save(ids)
             except BaseException:
-                ids.pop(delivery_id, None)
+                for key in keys:
+                    ids.pop(key, None)
                 raise
             return True
 
-    def forget(self, delivery_id: str) -> None:
-        """Forget `delivery_id` (it was not accepted), so its redelivery is taken."""
+    def forget(self, delivery_id: str, body: bytes | None = None) -> None:
+        """Forget `delivery_id` (and its `body`): it was not accepted, so its
+        redelivery is taken."""
         with self._lock:
             ids = self._loaded()
-            if delivery_id in ids:
-                del ids[delivery_id]
+            keys = [key for key in _keys(delivery_id, body) if key in ids]
+            for key in keys:
+                del ids[key]
+            if keys:
                 self._save(ids)
 
     def __contains__(self, delivery_id: object) -> bool:
         with self._lock:
             return delivery_id in self._loaded()
+
+
+_BODY_KEY = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _keys(delivery_id: str, body: bytes | None) -> list[str]:
+    keys = [delivery_id]
+    if body is not None:
+        keys.append("sha256:" + hashlib.sha256(body).hexdigest())
+    return keys
