@@ -226,6 +226,14 @@ def test_a_revocation_deleted_behind_the_hooks_back_fails_closed_while_serving(
         writer.commit({revoked.entry.path: original}, "restore it")
         ledger.refresh()
         assert ledger.check("provider:openai", "public").why == "revoked"
+        # So does putting back the bytes of an entry that was changed, not deleted.
+        writer.commit({revoked.entry.path: original.replace(b"revoke", b"grant")}, "change")
+        ledger.refresh()
+        assert "modified or deleted" in ledger.check("provider:openai", "public").detail
+        writer.commit({revoked.entry.path: original}, "restore it again")
+        ledger.refresh()
+        assert ledger.check("provider:openai", "public").why == "revoked"
+        assert ledger.check("client:claude-code", "public").why != "damaged"
 
 
 def _entry(clock: Clock, action: str, subject: str, **fields: Any) -> Entry:

@@ -176,7 +176,13 @@ class ConsentLedger:
                     # Entries are add-only: one modified or deleted after it was added is
                     # tampering that bypassed the hooks (deleting a revocation would
                     # re-open a grant). Keep the entry and fail closed until it is back.
-                    damaged[path] = TAMPERED
+                    back = after is not None and read_entry(
+                        path, self._repo.trees.blob(after)
+                    ) == entries.get(paths[path])
+                    if back:
+                        damaged.pop(path, None)  # restored as it was first added
+                    else:
+                        damaged[path] = TAMPERED
                     continue
                 damaged.pop(path, None)  # an unreadable file, replaced or removed
             elif damaged.get(path) == TAMPERED:
