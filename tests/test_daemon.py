@@ -372,6 +372,35 @@ def test_a_request_file_without_its_digest_is_answered_with_the_reason(
     assert upstream.received == []
 
 
+def test_a_request_rejected_just_before_a_crash_is_not_rejected_again(served: Path) -> None:
+    request_id = "01M72EM2QRFWRBSZ2SR0FC3AE0"
+    text = (
+        f'schema_version: 1\nid: "{request_id}"\ncreated: "2026-11-10T10:03:55.000Z"\n'
+        'agent: "ci-bot"\nmodel: "local"\ntemplate: "hi"\n'
+    )  # no digest: it is answered with an error
+    gateway = Gateway(StateRepo.discover(served))
+    engine = Engine(gateway)
+    try:
+        engine.start()
+        before = engine.cursor
+        assert before is not None
+        gateway.repo.commit({f"requests/{request_id}.yaml": text.encode()}, "by hand")
+        engine.catch_up()
+        # The process dies after answering, before its cursor reaches the disk: what
+        # the disk holds then is the cursor from before.
+        engine.place.save_cursor(before)
+        engine.close()
+        engine = Engine(gateway)  # the restart
+        engine.start()
+        engine.catch_up()
+        with StateRepo.discover(served) as repo:
+            found = [p.records[0] for _, p in Store(repo).iter_kind("response")]
+        assert [r.request for r in found if isinstance(r, Response)] == [request_id]
+    finally:
+        engine.close()
+        gateway.close()
+
+
 # -- what must not fire ---------------------------------------------------------------------
 
 

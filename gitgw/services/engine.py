@@ -46,7 +46,7 @@ from gitgw.concepts.events import Event, events_of
 from gitgw.concepts.runs import RunLedger, list_runs, show_run
 from gitgw.concepts.workflows import WorkflowSet
 from gitgw.errors import GitgwError
-from gitgw.records import Request, Run, Workflow, parse_file
+from gitgw.records import Request, Response, Run, Workflow, parse_file
 from gitgw.records.cron import Cron
 from gitgw.records.layout import kind_of
 from gitgw.services import requests
@@ -154,6 +154,9 @@ class _Place:
 
     def save_schedule(self, fired: dict[str, str]) -> None:
         atomic_write(self.schedule_file, json.dumps(fired, sort_keys=True).encode("utf-8"))
+
+
+_JOB_RECORDS = frozenset({"run", "response"})  # what the engine writes for a job it took on
 
 
 class Engine:
@@ -332,22 +335,26 @@ class Engine:
     def _remember_started(
         self, new: list[str], changes: dict[str, list[Change]], messages: dict[str, str]
     ) -> None:
-        # The started records among the new commits name jobs that already exist (a crash
-        # came between starting them and moving the cursor).
+        # The started records and responses among the new commits name jobs that already
+        # exist (a crash came between starting them, or answering a request file that
+        # could not be answered, and moving the cursor).
         for commit in new:
             if not is_automatic(messages[commit]):
                 continue
             for change in changes[commit]:
                 found = kind_of(change.path)
-                if change.new is None or found is None or found[0].name != "run":
+                if change.new is None or found is None or found[0].name not in _JOB_RECORDS:
                     continue
                 try:
-                    [run] = parse_file(change.path, self.repo.blob(change.new)).records
+                    [record] = parse_file(change.path, self.repo.blob(change.new)).records
                 except GitgwError:
                     continue
-                assert isinstance(run, Run)
-                if run.status == "started" and run.trigger and "key" in run.trigger:
-                    self._mark(run.workflow or "request", str(run.trigger["key"]))
+                if isinstance(record, Response):
+                    self._mark("request", f"request:{record.request}")
+                elif isinstance(record, Run) and record.status == "started":
+                    key = (record.trigger or {}).get("key")
+                    if key is not None:
+                        self._mark(record.workflow or "request", str(key))
 
     def _mark(self, name: str, key: str) -> bool:
         """Note that job (name, key) exists; False if it already did."""
