@@ -192,9 +192,20 @@ def test_only_the_holder_changes_the_state(example_repo: Path) -> None:
     fresh = create(example_repo, "--from", "alice")
     error = fails(example_repo, "handoff", "update", fresh, "--as", "codex", "--state", "working")
     assert "nobody has claimed it; claim it before setting working" in error
-    # The sender may cancel, the addressee may reject: neither needs a claim.
+    # The sender may cancel, the addressee may reject: neither needs a claim; nobody
+    # else may do either.
+    error = fails(example_repo, "handoff", "update", fresh, "--as", "bob", "--state", "canceled")
+    assert "only its sender, alice, cancels it before it is claimed" in error
+    error = fails(example_repo, "handoff", "update", fresh, "--as", "bob", "--state", "rejected")
+    assert "only its addressee, codex, rejects it" in error
     cli(example_repo, "handoff", "update", fresh, "--as", "alice", "--state", "canceled")
     assert show(example_repo, fresh)["status"]["state"] == "canceled"
+    rejected = create(example_repo, "--from", "alice")
+    cli(example_repo, "handoff", "update", rejected, "--as", "codex", "--state", "rejected")
+    assert show(example_repo, rejected)["status"]["state"] == "rejected"
+    anyone = create(example_repo, "--from", "alice", to="any")
+    cli(example_repo, "handoff", "update", anyone, "--as", "bob", "--state", "rejected")
+    assert show(example_repo, anyone)["status"]["state"] == "rejected"
     assert head(example_repo) != before
 
 

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 STATES: tuple[str, ...] = get_args(TaskState)
+ANY = "any"  # a handoff's `to` when any agent may take it
 _NEEDS_CLAIM = frozenset({"working", "input-required", "completed", "failed"})
 
 
@@ -108,8 +109,9 @@ class Status:
         return next((lost for lost in self.lost if lost.agent == agent), None)
 
 
-def judge(status: Status, sender: str, event: EventLike) -> str | None:
-    """Why `event` cannot apply to a handoff in `status` (sent by `sender`), or None."""
+def judge(status: Status, sender: str, event: EventLike, recipient: str = ANY) -> str | None:
+    """Why `event` cannot apply to a handoff in `status` (sent by `sender` to
+    `recipient`, an agent or `any`), or None."""
     if event.kind == "claim":
         if status.terminal:
             return f"the handoff is already {status.state}"
@@ -134,14 +136,19 @@ def judge(status: Status, sender: str, event: EventLike) -> str | None:
         return f"{status.holder} holds it; only the holder changes its state"
     if target in _NEEDS_CLAIM:
         return f"nobody has claimed it; claim it before setting {target}"
+    if target == "canceled" and event.agent != sender:
+        return f"only its sender, {sender}, cancels it before it is claimed"
+    if target == "rejected" and recipient not in (ANY, event.agent):
+        return f"only its addressee, {recipient}, rejects it"
     return None
 
 
-def fold(sender: str, events: Iterable[EventLike]) -> Status:
-    """The current state of a handoff sent by `sender`, from its events (any order)."""
+def fold(sender: str, events: Iterable[EventLike], recipient: str = ANY) -> Status:
+    """The current state of a handoff sent by `sender` to `recipient`, from its events
+    (any order)."""
     status = Status()
     for event in sorted(events, key=lambda e: e.id):
-        reason = judge(status, sender, event)
+        reason = judge(status, sender, event, recipient)
         if reason is not None:
             if event.kind == "claim" and status.lost_by(event.agent) is None:
                 status.lost.append(LostClaim(event.agent, event.id))
@@ -191,7 +198,8 @@ def read(store: Store, handoff_id: str, commit: str | None = None) -> HandoffVie
         assert isinstance(record, HandoffEvent)
         events.append(record)
     events.sort(key=lambda e: e.id)
-    return HandoffView(handoff, parsed.body or "", events, fold(handoff.from_.agent, events))
+    status = fold(handoff.from_.agent, events, handoff.to)
+    return HandoffView(handoff, parsed.body or "", events, status)
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -334,7 +342,7 @@ def new_event(
     except ValidationError as exc:
         raise HandoffError(f"the event is not valid: {_explain(exc)}") from None
     current = status or view.status
-    reason = judge(current, view.handoff.from_.agent, event)
+    reason = judge(current, view.handoff.from_.agent, event, view.handoff.to)
     if reason is not None:
         lost = current.lost_by(agent) is not None
         error = ClaimLost if lost or (kind == "claim" and current.holder) else HandoffError
@@ -385,7 +393,7 @@ def claim(store: Store, handoff_id: str, agent: str) -> HandoffView:
         return view
     claimed = new_event(store, view, "claim", agent)
     events = [claimed]
-    after = fold(view.handoff.from_.agent, [*view.events, claimed])
+    after = fold(view.handoff.from_.agent, [*view.events, claimed], view.handoff.to)
     if after.state == "submitted":
         events.append(new_event(store, view, "state", agent, state="working", status=after))
     write_events(store, view, *events)

@@ -153,7 +153,7 @@ def prompt_context(store: Store, view: HandoffView, agent: str) -> dict[str, Any
             notes.append({"id": found.note.id, "title": found.note.title, "body": found.body})
         else:
             withheld.append({"id": ref.ref, "reason": f"it is {found.note.trust}"})
-    status = fold(view.handoff.from_.agent, view.events)
+    status = fold(view.handoff.from_.agent, view.events, view.handoff.to)
     return {
         "agent": agent,
         "as_name": agent if " " not in agent else "YOUR-NAME",

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from gitgw.concepts._quick import fields, text_of
-from gitgw.concepts.handoff import fold
+from gitgw.concepts.handoff import ANY, fold
 from gitgw.concepts.index import Index, IndexSpec
 from gitgw.records import kind_of
 from gitgw.state import StateRepo
@@ -83,8 +83,10 @@ def _refold(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         for (handoff_id,) in db.execute("SELECT id FROM dirty").fetchall():
-            sender = db.execute("SELECT sender FROM handoffs WHERE id = ?", (handoff_id,))
-            row = sender.fetchone()
+            parties = db.execute(
+                "SELECT sender, to_agent FROM handoffs WHERE id = ?", (handoff_id,)
+            )
+            row = parties.fetchone()
             if row is not None:
                 events = [
                     _Event(*r)
@@ -93,7 +95,7 @@ def _refold(db: sqlite3.Connection) -> None:
                         (handoff_id,),
                     )
                 ]
-                status = fold(row[0], events)
+                status = fold(row[0], events, row[1] or ANY)
                 db.execute(
                     "UPDATE handoffs SET state = ?, holder = ?, updated = ?, events = ?"
                     " WHERE id = ?",
@@ -108,7 +110,7 @@ def _refold(db: sqlite3.Connection) -> None:
 
 SPEC = IndexSpec(
     name="handoffs",
-    version=1,
+    version=2,  # 2: before a claim, only the sender cancels and only the addressee rejects
     schema="""
         CREATE TABLE handoffs (id TEXT PRIMARY KEY, title TEXT, to_agent TEXT, sender TEXT,
                                trust TEXT, created TEXT, state TEXT, holder TEXT,
