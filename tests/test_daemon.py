@@ -29,7 +29,7 @@ from gitgw.concepts.runs import list_runs, show_run
 from gitgw.concepts.store import Store
 from gitgw.daemon import Daemon
 from gitgw.errors import GitgwError
-from gitgw.records import Request, Response, render
+from gitgw.records import Handoff, HandoffEvent, Request, Response, render
 from gitgw.services.deliveries import PushEvent
 from gitgw.services.engine import Engine
 from gitgw.services.gateway import Gateway
@@ -592,8 +592,9 @@ def test_a_gitea_push_to_another_repository_fires_its_workflows(
 
 
 def test_a_gitea_push_taken_during_a_failing_round_is_handled_once_it_recovers(
-    served: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+    served: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     _configure_gitea(served)
     with StateRepo.discover(served) as repo:
@@ -607,13 +608,22 @@ def test_a_gitea_push_taken_during_a_failing_round_is_handled_once_it_recovers(
         assert _post_delivery(base, push_payload(), "6f1e1b0a-0000-4000-8000-0000000000a1") == 202
         time.sleep(1.0)
         assert runs_of(served, "on-push") == []
+        failed = [r for r in caplog.records if "failed on this round" in r.getMessage()]
+        assert len(failed) == 1  # it waits before trying again, it does not spin
         git("worktree", "remove", "--force", str(tmp_path / "checkout"), cwd=served)
         [run] = wait_for(finished(served, "on-push", 1), timeout=15, what="the retried push")
         assert run.status == "succeeded", run.error
         time.sleep(1.0)
         assert len(runs_of(served, "on-push")) == 1  # once, not again
+        # Stopping while rounds keep failing does not wait for ever: it says what is left.
+        git("worktree", "add", "--quiet", str(tmp_path / "checkout"), "gitgw", cwd=served)
+        other = push_payload(after="f" * 40)
+        assert _post_delivery(base, other, "6f1e1b0a-0000-4000-8000-0000000000a2") == 202
     finally:
+        began = time.monotonic()
         running.stop()
+    assert time.monotonic() - began < 15
+    assert "stopping with 1 Gitea push(es) not handled: 6f1e1b0a" in caplog.text
 
 
 HOURLY = """\
@@ -674,15 +684,23 @@ def test_a_workflow_fires_once_for_a_commit_that_two_of_its_triggers_match(
         fired = [f for f in engine.catch_up().fired if f.name == "triage"]
         assert [f.key.split(":")[0] for f in fired] == ["handoff"]  # not the path as well
         # Two handoffs in one commit are two events for it: one run each.
-        two = {"from": {"agent": "alice"}, "to": "codex", "title": "Two"}
-        with StateRepo.discover(served) as repo:
-            store = Store(repo)
-            a = handoffs.create(store, two, "A.")
-            b = handoffs.create(store, two, "B.")
+        store, now = gateway.store, gateway.store.clock.now()
+        records: list[Any] = []
+        for title in ("A", "B"):
+            fields = {"from": {"agent": "alice"}, "to": "codex", "title": title}
+            handoff = Handoff.model_validate(fields | {"id": store.clock.new_id(), "created": now})
+            submitted = HandoffEvent(
+                id=store.clock.new_id(), handoff=handoff.id, kind="state", agent="alice",
+                state="submitted", created=now,
+            )  # fmt: skip
+            records += [(handoff, f"{title}."), submitted]
+        store.add(*records, message="two handoffs in one commit")
         fired = [f for f in engine.catch_up().fired if f.name == "triage"]
-        assert len(fired) == 2, (a, b)
+        assert sorted(f.key.split(":")[1] for f in fired) == sorted(
+            r[0].id for r in records if isinstance(r, tuple)
+        )
         # A commit the handoff trigger does not match (a claim) fires through its path.
-        handoffs.claim(gateway.store, a.id, "codex")
+        handoffs.claim(gateway.store, records[0][0].id, "codex")
         fired = [f for f in engine.catch_up().fired if f.name == "triage"]
         assert [f.key.split(":")[0] for f in fired] == ["commit"]
     finally:

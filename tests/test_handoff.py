@@ -278,6 +278,19 @@ def test_the_fold_is_the_same_in_any_order() -> None:
         assert handoffs.fold("alice", shuffled) == expected
 
 
+def test_the_fold_ignores_a_cancel_or_reject_written_by_someone_without_the_right() -> None:
+    # As a push with plain git (past gitgw's checks) would bring them.
+    events = [
+        Ev("01", "state", "alice", "submitted"),
+        Ev("02", "state", "mallory", "canceled"),  # not the sender
+        Ev("03", "state", "mallory", "rejected"),  # not the addressee
+    ]
+    folded = handoffs.fold("alice", events, "codex")
+    assert folded.state == "submitted"
+    assert [i.event for i in folded.ignored] == ["02", "03"]
+    assert handoffs.fold("alice", events, "any").state == "rejected"  # anyone may reject
+
+
 # -- other shapes: A2A, a prompt ----------------------------------------------------------
 
 

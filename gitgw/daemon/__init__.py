@@ -49,6 +49,7 @@ log = logging.getLogger("gitgw.daemon")
 
 GRACE_S = 10.0  # how long a stop waits for running jobs
 RETRY_S = 2.0  # how soon the engine tries again after a round failed
+STOP_ATTEMPTS = 3  # failed rounds in a row after which stopping drops what is left
 
 
 class _Workers:
@@ -112,6 +113,12 @@ class _Inbox:
     sync: bool = False
     stop: bool = False
     cond: threading.Condition = field(default_factory=threading.Condition)
+    hold_until: float = 0.0  # after a failed round: no new round before this (monotonic)
+    failures: int = 0  # failed rounds in a row
+
+    def has_work(self) -> bool:
+        """Whether there is anything to do (the caller holds `cond`)."""
+        return bool(self.moved or self.pushes or self.ticks or self.sync)
 
 
 class Daemon:
@@ -165,10 +172,19 @@ class Daemon:
         inbox = self.inbox
         while True:
             with inbox.cond:
-                while not (inbox.stop or inbox.moved or inbox.pushes or inbox.ticks or inbox.sync):
-                    inbox.cond.wait()
-                if inbox.stop and not inbox.pushes:
-                    return  # pushes accepted (answered 202) are handled before stopping
+                while True:
+                    # Pushes accepted (answered 202) are handled before stopping, unless
+                    # rounds keep failing: then stopping wins, and says what is left.
+                    if inbox.stop and (not inbox.pushes or inbox.failures >= STOP_ATTEMPTS):
+                        if inbox.pushes:
+                            log.error("stopping with %d Gitea push(es) not handled: %s",
+                                      len(inbox.pushes),
+                                      ", ".join(p.delivery for p in inbox.pushes))  # fmt: skip
+                        return
+                    wait = inbox.hold_until - time.monotonic()
+                    if wait <= 0 and inbox.has_work():
+                        break
+                    inbox.cond.wait(wait if wait > 0 else None)
                 moved, inbox.moved = inbox.moved, False
                 pushes = list(inbox.pushes)
                 inbox.pushes.clear()
@@ -179,12 +195,15 @@ class Daemon:
                 self._work(moved, pushes, ticks, wants_sync)
             except Exception:
                 log.exception("the engine failed on this round; it tries again in %.0f s", RETRY_S)
-                with inbox.cond:  # what the round did not finish goes first next time
+                with inbox.cond:  # what the round did not finish goes first, after a pause
                     inbox.pushes.extendleft(reversed(pushes))
                     inbox.ticks.extendleft(reversed(ticks))
-                retry = threading.Timer(RETRY_S, self.wake)
-                retry.daemon = True
-                retry.start()
+                    inbox.moved = True  # and the branch is read again
+                    inbox.failures += 1
+                    inbox.hold_until = time.monotonic() + RETRY_S
+            else:
+                with inbox.cond:
+                    inbox.failures = 0
 
     def _work(
         self, moved: bool, pushes: list[PushEvent], ticks: list[datetime], wants_sync: bool
