@@ -364,16 +364,19 @@ def conversation_4kb() -> list[dict[str, object]]:
 
 
 def bench_classification(rounds: int) -> tuple[float, int]:
-    """Median µs to classify the 4 KB conversation, and its size in bytes."""
+    """Median µs to classify a request carrying the 4 KB conversation, as the proxy
+    does (the whole body but `model`: the messages and the usual parameters), and the
+    conversation's size in bytes."""
     from gitgw.concepts.trust import Classifier, message_texts
     from gitgw.records.config import TrustConfig
 
     messages = conversation_4kb()
+    body = {"messages": messages, "max_tokens": 4096, "temperature": 0.2, "stream": False}
     classifier = Classifier(TrustConfig())
     per_call = []
     for _ in range(rounds):
         number = 2000
-        seconds = timeit.timeit(lambda: classifier.classify(message_texts(messages)), number=number)
+        seconds = timeit.timeit(lambda: classifier.classify(message_texts((body,))), number=number)
         per_call.append(seconds / number * 1e6)
     return statistics.median(per_call), len(json.dumps(messages))
 

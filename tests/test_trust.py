@@ -258,12 +258,11 @@ def test_message_texts_takes_every_string_key_and_number_but_standard_roles() ->
             "role": "user",
             "content": [{"type": "text", "text": "c"}, ["d", 7, None, True, {"role": "x"}]],
         },
-        {"role": "tool", "content": None, "tool_call_id": "e", "extra": 1.5},
+        {"role": "tool", "content": None, "tool_call_id": "e", "extra": 12345678, "n": 7},
     ]
+    # The chat format's own keys ("role", "content", "n") are no text; others are.
     assert list(message_texts(messages)) == [
-        "content", "a", "name", "b",
-        "content", "type", "text", "text", "c", "d", "7", "role", "x",
-        "content", "tool_call_id", "e", "extra", "1.5",
+        "a", "b", "text", "c", "d", "x", "e", "extra", "12345678",
     ]  # fmt: skip
     assert list(message_texts(["plain", {"role": "user"}])) == ["plain"]
 
@@ -278,13 +277,25 @@ def test_message_texts_takes_every_string_key_and_number_but_standard_roles() ->
          "secret.github-token"),
         ({"metadata": {"ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5": "x"}}, "secret.github-token"),
         ({"metadata": {"card": 4111111111111111}}, "personal.payment-card"),
+        ({"metadata": {"card": 4111111111111111.0}}, "personal.payment-card"),
     ],
-    ids=["under a key named role", "as a role", "as a key", "as a number"],
+    ids=["under a key named role", "as a role", "as a key", "as a number", "as a float"],
 )  # fmt: skip
 def test_a_value_is_classified_wherever_and_however_it_is_sent(
     classifier: Classifier, body: dict[str, Any], rule: str
 ) -> None:
     assert rule in classifier.classify(message_texts((body,))).rules
+
+
+def test_the_formats_own_field_names_and_small_numbers_are_not_text(
+    classifier: Classifier,
+) -> None:
+    schema = {"type": "object", "properties": {"account_token": {"type": "string"}}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4096, "tools": [tool]}
+    texts = ["hi", "function", "f", "object", "account_token", "string"]
+    assert list(message_texts((body,))) == texts
+    assert classifier.classify(message_texts((body,))).rules == ()
 
 
 def test_a_body_nested_too_deeply_is_refused_not_classified() -> None:

@@ -338,6 +338,26 @@ class Classification:
 # Deeper than this, a body is refused rather than classified: the recursion below and
 # every encoder after it (receipts, the body sent upstream) would run out of stack.
 MAX_DEPTH = 200
+# The names of the chat format's own fields and of JSON Schema's: as keys they carry no
+# data, and words like `max_tokens` would wake the keyword detectors for every request.
+# Any other key (a tool's property names, metadata keys) is classified.
+_FIELD_NAMES = frozenset(
+    (  # noqa: SIM905 (a list literal of 84 names would take 84 lines)
+        "messages role content name type text image_url url detail input_audio data format "
+        "file file_id filename file_data refusal tool_calls tool_call_id id function "
+        "arguments function_call functions tools tool_choice parallel_tool_calls parameters "
+        "properties required description items enum additionalProperties strict max_tokens "
+        "max_completion_tokens temperature top_p n stream stream_options include_usage stop "
+        "presence_penalty frequency_penalty logit_bias logprobs top_logprobs response_format "
+        "json_schema schema seed user metadata store service_tier reasoning_effort "
+        "modalities audio voice prediction title default minimum maximum anyOf oneOf allOf "
+        "const pattern minLength maxLength minItems maxItems nullable examples $ref $defs "
+        "definitions cache_control"
+    ).split()
+)
+# A number shorter than this has too few digits for any detector (a phone number has
+# seven, a card thirteen): `max_tokens: 4096` does not wake the digit scan.
+_BIG = 1_000_000
 
 
 def message_texts(messages: Iterable[Any]) -> Iterator[str]:
@@ -364,7 +384,7 @@ def _texts(value: Any, found: list[str], depth: int) -> None:
         for key, item in value.items():
             if key == "role" and isinstance(item, str) and item in STANDARD_ROLES:
                 continue
-            if isinstance(key, str):
+            if isinstance(key, str) and key not in _FIELD_NAMES:
                 found.append(key)  # a tool schema's property names, metadata keys
             if isinstance(item, str):
                 found.append(item)
@@ -383,8 +403,9 @@ def _texts(value: Any, found: list[str], depth: int) -> None:
 def _other(item: Any, found: list[str], depth: int) -> None:
     if isinstance(item, (dict, list)):
         _texts(item, found, depth + 1)
-    elif isinstance(item, (int, float)) and not isinstance(item, bool):
-        found.append(repr(item))  # a card or phone number sent as a number
+    elif isinstance(item, (int, float)) and not isinstance(item, bool) and abs(item) >= _BIG:
+        whole = isinstance(item, float) and item.is_integer()  # a card sent as 4111…1.0
+        found.append(repr(int(item)) if whole else repr(item))  # a card or phone number
 
 
 @dataclass
