@@ -234,6 +234,18 @@ def test_a_revocation_deleted_behind_the_hooks_back_fails_closed_while_serving(
         ledger.refresh()
         assert ledger.check("provider:openai", "public").why == "revoked"
         assert ledger.check("client:claude-code", "public").why != "damaged"
+        # A deleted revocation written again as a grant under its id is no restoration.
+        writer.commit({revoked.entry.path: None}, "delete the revocation again")
+        ledger.refresh()
+        forged = ConsentEntry(
+            id=revoked.entry.id, action="grant", subject="provider:openai",
+            level="restricted", actor="mallory", created=revoked.entry.created,
+        )  # fmt: skip
+        path, data = render(forged)  # a valid entry, its digest recomputed
+        assert path == revoked.entry.path
+        writer.commit({path: data}, "a grant in its place")
+        ledger.refresh()
+        assert "modified or deleted" in ledger.check("provider:openai", "public").detail
 
 
 def _entry(clock: Clock, action: str, subject: str, **fields: Any) -> Entry:

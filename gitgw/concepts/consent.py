@@ -185,8 +185,12 @@ class ConsentLedger:
                         damaged[path] = TAMPERED
                     continue
                 damaged.pop(path, None)  # an unreadable file, replaced or removed
-            elif damaged.get(path) == TAMPERED:
-                damaged.pop(path)  # the entry is back
+            elif damaged.get(path) == TAMPERED and after is not None:
+                # A deleted entry written again: back only as it was first added.
+                known = next((e for e in entries.values() if e.path == path), None)
+                if read_entry(path, self._repo.trees.blob(after)) == known:
+                    damaged.pop(path)
+                continue
             if after is not None:
                 read = read_entry(path, self._repo.trees.blob(after))
                 if isinstance(read, str):
