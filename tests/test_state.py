@@ -116,6 +116,9 @@ def test_init_in_a_subdirectory_of_a_code_repository_names_its_top(tmp_path: Pat
     assert f"{code / 'src'} is inside the Git repository at {code}" in ran.stderr
     assert f"gitgw init {code}" in ran.stderr
     assert not (code / "src" / ".git").exists()  # no repository nested in its files
+    ran = run_cli("init", str(code / "new" / "dir"))  # nor in a directory not made yet
+    assert f"{code / 'new' / 'dir'} is inside the Git repository at {code}" in ran.stderr
+    assert not (code / "new").exists()
     assert run_cli("init", str(code)).exit_code == 0
 
 
@@ -132,6 +135,12 @@ def test_init_in_a_clone_whose_remote_has_the_state_branch_says_to_sync(
     ran = run_cli("--repo", str(clone), "sync")  # which takes it
     assert ran.exit_code == 0, ran.stderr
     assert git("rev-parse", "gitgw", cwd=clone) == git("rev-parse", "gitgw", cwd=state_repo)
+    # A branch name with a slash in it names the same remote.
+    assert run_cli("init", "--branch", "team/state", str(state_repo)).exit_code == 0
+    git("fetch", "-q", "origin", cwd=clone)
+    ran = run_cli("init", "--branch", "team/state", str(clone))
+    assert "origin already has a state branch 'team/state'" in ran.stderr
+    assert "gitgw --branch team/state sync --remote origin`" in ran.stderr
 
 
 def test_clear_errors_without_a_repository_or_a_state_branch(tmp_path: Path) -> None:

@@ -196,10 +196,13 @@ def test_a_rewrite_is_caught_after_the_old_commits_are_pruned(state_repo: Path) 
 def test_a_torn_line_in_the_record_of_heads_is_skipped(state_repo: Path) -> None:
     _add(state_repo, _grant())
     assert _verify(state_repo)[0] == 0
-    with (state_repo / ".git" / "gitgw" / "witness" / "gitgw").open("a") as witness:
-        witness.write("0d75417876")  # a full disk cut the last line short
+    witness = state_repo / ".git" / "gitgw" / "witness" / "gitgw"
+    with witness.open("a") as record:
+        record.write("0d75417876")  # a full disk cut the last line short
     code, data = _verify(state_repo)
     assert (code, _problems(data)) == (0, [])
+    # The head that verify recorded after it is a whole line of its own.
+    assert witness.read_text().split()[-1] == git("rev-parse", "gitgw", cwd=state_repo).strip()
 
 
 def test_invalid_and_unknown_files_are_named_and_other_commands_still_work(

@@ -9,7 +9,7 @@ from gitgw._yaml import dump_document
 from gitgw.concepts.store import CONFIG_PATH, Store
 from gitgw.errors import GitgwError, StateBranchExists
 from gitgw.records import GatewayConfig
-from gitgw.state import StateRepo
+from gitgw.state import DEFAULT_BRANCH, StateRepo
 
 __all__ = ["InitResult", "example_dir", "init_state"]
 
@@ -75,10 +75,11 @@ def init_state(path: Path, branch: str, example: bool = False) -> InitResult:
             )
         tracking = sorted(repo.tracking_refs())
         if tracking:  # a new, unrelated branch would be merged over the team's on sync
-            remote = tracking[0].removeprefix("refs/remotes/").rsplit("/", 1)[0]
+            remote = tracking[0].removeprefix("refs/remotes/").removesuffix("/" + branch)
+            named = "" if branch == DEFAULT_BRANCH else f" --branch {branch}"
             raise StateBranchExists(
                 f"{remote} already has a state branch {branch!r} ({tracking[0]})",
-                f"take it with `gitgw sync --remote {remote}` instead of creating a new one",
+                f"take it with `gitgw{named} sync --remote {remote}` instead of creating a new one",
             )
         files = _example_files() if example else _default_files()
         store = Store(repo)

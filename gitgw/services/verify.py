@@ -360,7 +360,7 @@ def _remote_rewrites(repo: StateRepo, head: str, tracked: str, source: str) -> l
     content than the branch is; so is a remote head that no longer descends from the one
     `gitgw sync` last took in from that remote (the records that head held and this one
     lacks or changed are named)."""
-    remote = source.removeprefix("refs/remotes/").rsplit("/", 1)[0]
+    remote = source.removeprefix("refs/remotes/").removesuffix("/" + repo.branch)
     if not repo.has_object(tracked):
         return []
     ours, theirs = repo.tree_of(head), repo.tree_of(tracked)

@@ -115,9 +115,10 @@ class StateRepo:
             return cls(Repo(str(path)), branch)
         except NotGitRepository:
             pass
-        if path.is_dir():
+        existing = next((p for p in (path, *path.parents) if p.is_dir()), None)
+        if existing is not None:
             try:
-                outer = Repo.discover(str(path))
+                outer = Repo.discover(str(existing))
             except NotGitRepository:
                 pass
             else:
@@ -467,14 +468,16 @@ class StateRepo:
         return self.gitgw_dir / "witness" / self.branch
 
     def _witness(self, sha: bytes) -> None:
+        # The line break comes first: a write cut short (a full disk) leaves a torn last
+        # line, which the next head then starts after instead of joining.
         path = self._witness_file
         try:
             with path.open("ab") as handle:
-                handle.write(sha + b"\n")
+                handle.write(b"\n" + sha)
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("ab") as handle:
-                handle.write(sha + b"\n")
+                handle.write(b"\n" + sha)
 
     def witness(self, commit_id: str) -> None:
         """Remember that the branch was once at `commit_id` (verify checks it stays reachable)."""
