@@ -133,6 +133,15 @@ def test_compare_context_names_each_difference() -> None:
     assert (problem.number, problem.role) == (2, "user")
     assert "differs from the receipt's" in problem.reason
     assert "1 message(s), the receipt 2" in compare_context(parts, MESSAGES[:1])[0].reason
+    # A role outside the standard ones is recorded as "other"; a receipt written before
+    # that, with the role as it was sent, still matches its message.
+    critic = [{"role": "critic", "content": "Too long."}]
+    [part] = context_parts(critic)
+    assert part.role == "other"
+    assert compare_context([part], critic) == []
+    assert compare_context([part.model_copy(update={"role": "critic"})], critic) == []
+    [wrong] = compare_context([part.model_copy(update={"role": "user"})], critic)
+    assert wrong.reason == "role is 'other', the receipt says 'user'"
 
 
 # -- recording ----------------------------------------------------------------------------
