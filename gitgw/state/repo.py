@@ -468,16 +468,17 @@ class StateRepo:
         return self.gitgw_dir / "witness" / self.branch
 
     def _witness(self, sha: bytes) -> None:
-        # The line break comes first: a write cut short (a full disk) leaves a torn last
-        # line, which the next head then starts after instead of joining.
+        # A line break before as well as after: a write cut short (a full disk) leaves a
+        # torn last line, which the next head then starts after instead of joining (and
+        # the file still ends with one, as earlier versions of gitgw expect).
         path = self._witness_file
         try:
             with path.open("ab") as handle:
-                handle.write(b"\n" + sha)
+                handle.write(b"\n" + sha + b"\n")
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("ab") as handle:
-                handle.write(b"\n" + sha)
+                handle.write(b"\n" + sha + b"\n")
 
     def witness(self, commit_id: str) -> None:
         """Remember that the branch was once at `commit_id` (verify checks it stays reachable)."""
