@@ -295,24 +295,30 @@ def test_a_request_file_is_answered_with_a_response_and_a_receipt(
         assert any(p.records[0].request == request.id for _, p in Store(repo).iter_kind("response"))
 
 
-def test_a_request_without_consent_for_its_agent_is_answered_with_the_refusal(
-    served: Path, running: Running, upstream: FakeUpstream
-) -> None:
+def _ask(served: Path, agent: str, **fields: Any) -> Request:
+    """A request file from `agent` for the local model, added to the served branch."""
     with StateRepo.discover(served) as repo:
         store = Store(repo)
         now = store.clock.now()
-        request = Request.model_validate({
-            "id": store.clock.new_id(now), "created": now, "agent": "stranger", "model": "local",
-            "messages": [{"role": "user", "content": "hi"}],
-        })  # fmt: skip
+        request = Request.model_validate(
+            {"id": store.clock.new_id(now), "created": now, "agent": agent, "model": "local"}
+            | fields
+        )
         store.add(request, message="ask")
+    return request
 
-    def refused() -> list[Response]:
-        with StateRepo.discover(served) as repo:
-            found = [p.records[0] for _, p in Store(repo).iter_kind("response")]
-        return [r for r in found if isinstance(r, Response) and r.request == request.id]
 
-    [answer] = wait_for(refused, what="the response")
+def _responses_to(served: Path, request_id: str) -> list[Response]:
+    with StateRepo.discover(served) as repo:
+        found = [p.records[0] for _, p in Store(repo).iter_kind("response")]
+    return [r for r in found if isinstance(r, Response) and r.request == request_id]
+
+
+def test_a_request_without_consent_for_its_agent_is_answered_with_the_refusal(
+    served: Path, running: Running, upstream: FakeUpstream
+) -> None:
+    request = _ask(served, "stranger", messages=[{"role": "user", "content": "hi"}])
+    [answer] = wait_for(lambda: _responses_to(served, request.id), what="the response")
     assert answer.outcome == "refused"
     assert "client:stranger" in (answer.error or "")
     assert upstream.received == []
@@ -324,21 +330,9 @@ def test_a_request_template_cannot_run_code_on_the_daemons_machine(
     marker = tmp_path / "ran"
     with StateRepo.discover(served) as repo:
         grant(repo, "client:ci-bot", "confidential", actor="test")
-        store = Store(repo)
-        now = store.clock.now()
-        escape = f"{{{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}}}"
-        request = Request.model_validate({
-            "id": store.clock.new_id(now), "created": now, "agent": "ci-bot", "model": "local",
-            "template": f"Summarise {escape}", "inputs": {},
-        })  # fmt: skip
-        store.add(request, message="ask")
-
-    def answered() -> list[Response]:
-        with StateRepo.discover(served) as repo:
-            found = [p.records[0] for _, p in Store(repo).iter_kind("response")]
-        return [r for r in found if isinstance(r, Response) and r.request == request.id]
-
-    [answer] = wait_for(answered, what="the response")
+    escape = f"{{{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}}}"
+    request = _ask(served, "ci-bot", template=f"Summarise {escape}", inputs={})
+    [answer] = wait_for(lambda: _responses_to(served, request.id), what="the response")
     assert answer.outcome != "ok"
     assert "not allowed" in (answer.error or ""), answer.error
     assert not marker.exists()
@@ -567,14 +561,19 @@ steps:
 """
 
 
-def test_a_gitea_push_to_another_repository_fires_its_workflows(
-    served: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _serving_push_workflow(served: Path, monkeypatch: pytest.MonkeyPatch) -> Running:
+    """A daemon taking signed Gitea deliveries, with a workflow on pushes."""
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     _configure_gitea(served)
     with StateRepo.discover(served) as repo:
         Store(repo).put("workflows/on-push.yaml", GITEA_PUSH.encode(), "on push")
-    running = Running(served)
+    return Running(served)
+
+
+def test_a_gitea_push_to_another_repository_fires_its_workflows(
+    served: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = _serving_push_workflow(served, monkeypatch)
     try:
         base = running.serving.url.removesuffix("/v1")
         assert _post_delivery(base, push_payload(), "6f1e1b0a-0000-4000-8000-000000000001") == 202
@@ -595,11 +594,7 @@ def test_a_gitea_push_taken_during_a_failing_round_is_handled_once_it_recovers(
     served: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv("HOOK_SECRET", SECRET)
-    _configure_gitea(served)
-    with StateRepo.discover(served) as repo:
-        Store(repo).put("workflows/on-push.yaml", GITEA_PUSH.encode(), "on push")
-    running = Running(served)
+    running = _serving_push_workflow(served, monkeypatch)
     try:
         base = running.serving.url.removesuffix("/v1")
         # Someone checks the state branch out for a moment: every commit is refused, so
