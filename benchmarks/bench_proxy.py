@@ -48,6 +48,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks._support import isolate_environment, print_table
 
@@ -363,11 +364,15 @@ def conversation_4kb() -> list[dict[str, object]]:
     return messages
 
 
+def _split(texts: Any) -> tuple[list[str], None, list[str]]:
+    return texts.main, None, texts.minor  # classify(main, declared, minor), as the proxy
+
+
 def bench_classification(rounds: int) -> tuple[float, int]:
     """Median µs to classify a request carrying the 4 KB conversation, as the proxy
     does (the whole body but `model`: the messages and the usual parameters), and the
     conversation's size in bytes."""
-    from gitgw.concepts.trust import Classifier, message_texts
+    from gitgw.concepts.trust import Classifier, request_texts
     from gitgw.records.config import TrustConfig
 
     messages = conversation_4kb()
@@ -376,7 +381,9 @@ def bench_classification(rounds: int) -> tuple[float, int]:
     per_call = []
     for _ in range(rounds):
         number = 2000
-        seconds = timeit.timeit(lambda: classifier.classify(message_texts((body,))), number=number)
+        seconds = timeit.timeit(
+            lambda: classifier.classify(*_split(request_texts((body,)))), number=number
+        )
         per_call.append(seconds / number * 1e6)
     return statistics.median(per_call), len(json.dumps(messages))
 

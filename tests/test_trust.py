@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gitgw.concepts.trust import MAX_DEPTH, Classifier, message_texts
+from gitgw.concepts.trust import MAX_DEPTH, Classifier, message_texts, request_texts
 from gitgw.errors import GitgwError
 from gitgw.records.config import TrustConfig, TrustRule
 
@@ -260,10 +260,15 @@ def test_message_texts_takes_every_string_key_and_number_but_standard_roles() ->
         },
         {"role": "tool", "content": None, "tool_call_id": "e", "extra": 12345678, "n": 7},
     ]
-    # The chat format's own keys ("role", "content", "n") are no text; others are.
-    assert list(message_texts(messages)) == [
-        "a", "b", "text", "c", "d", "x", "e", "extra", "12345678",
+    # The chat format's own keys ("role", "content", "n") and small numbers are minor
+    # text, which only custom rules read; the rest is for every detector.
+    texts = request_texts(messages)
+    assert texts.main == ["a", "b", "text", "c", "d", "x", "e", "extra", "12345678"]
+    assert texts.minor == [
+        "content", "name", "content", "type", "text", "7", "role", "content", "tool_call_id",
+        "n", "7",
     ]  # fmt: skip
+    assert list(message_texts(messages)) == texts.main + texts.minor
     assert list(message_texts(["plain", {"role": "user"}])) == ["plain"]
 
 
@@ -293,9 +298,23 @@ def test_the_formats_own_field_names_and_small_numbers_are_not_text(
     schema = {"type": "object", "properties": {"account_token": {"type": "string"}}}
     tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4096, "tools": [tool]}
-    texts = ["hi", "function", "f", "object", "account_token", "string"]
-    assert list(message_texts((body,))) == texts
-    assert classifier.classify(message_texts((body,))).rules == ()
+    texts = request_texts((body,))
+    assert texts.main == ["hi", "function", "f", "object", "account_token", "string"]
+    assert classifier.classify(texts.main, None, texts.minor).rules == ()
+
+
+def test_custom_rules_read_the_formats_own_keys_and_small_numbers_too() -> None:
+    rules = [
+        TrustRule(name="employee-ids", level="restricted", pattern=r"\b10[0-9]{4}\b"),
+        TrustRule(name="voice-data", level="confidential", keywords=["voice"]),
+    ]
+    classifier = Classifier(TrustConfig(rules=rules))
+    body = {"messages": [{"role": "user", "content": "hi"}], "metadata": {"voice": "x"},
+            "response_format": {"type": "json_schema", "json_schema": {"schema": {
+                "type": "integer", "enum": [104233]}}}}  # fmt: skip
+    texts = request_texts((body,))
+    result = classifier.classify(texts.main, None, texts.minor)
+    assert result.rules == ("custom.employee-ids", "custom.voice-data")
 
 
 def test_a_body_nested_too_deeply_is_refused_not_classified() -> None:

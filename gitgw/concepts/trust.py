@@ -34,7 +34,7 @@ from gitgw.errors import GitgwError
 from gitgw.records import LEVELS, Level, level_rank
 from gitgw.records.config import TrustConfig
 
-__all__ = ["MAX_DEPTH", "Classification", "Classifier", "message_texts"]
+__all__ = ["MAX_DEPTH", "Classification", "Classifier", "Texts", "message_texts", "request_texts"]
 
 RESTRICTED: Level = "restricted"
 CONFIDENTIAL: Level = "confidential"
@@ -360,19 +360,36 @@ _FIELD_NAMES = frozenset(
 _BIG = 1_000_000
 
 
-def message_texts(messages: Iterable[Any]) -> Iterator[str]:
+@dataclass(frozen=True)
+class Texts:
+    """The text in a request. `main` is what every detector reads; `minor` is the chat
+    format's and JSON Schema's own key names and the numbers under seven digits, which
+    only custom rules read: no built-in detector can match them, and words such as
+    `max_tokens` would wake the keyword detector for every request."""
+
+    main: list[str]
+    minor: list[str]
+
+
+def request_texts(messages: Iterable[Any]) -> Texts:
     """Every piece of text in OpenAI-shaped messages (or a whole request body): strings,
     object keys and numbers at any depth (content parts, tool calls and their arguments,
     tool results, tool schemas, metadata), whatever the role. Only a `role` that names
     one of the standard roles is left out; any other value of `role` is text like the
     rest. Raises `GitgwError` for objects and lists nested more than `MAX_DEPTH` deep."""
-    found: list[str] = []
+    texts = Texts([], [])
     for message in messages:
-        _texts(message, found, 0)
-    return iter(found)
+        _texts(message, texts.main, texts.minor, 0)
+    return texts
 
 
-def _texts(value: Any, found: list[str], depth: int) -> None:
+def message_texts(messages: Iterable[Any]) -> Iterator[str]:
+    """All of `request_texts`, main and minor, as one sequence."""
+    texts = request_texts(messages)
+    return iter(texts.main + texts.minor)
+
+
+def _texts(value: Any, found: list[str], minor: list[str], depth: int) -> None:
     # A plain recursion into a list (nested generators cost a few microseconds a message)
     # that appends strings where it meets them: a call per string costs more than the test.
     if depth > MAX_DEPTH:
@@ -384,28 +401,29 @@ def _texts(value: Any, found: list[str], depth: int) -> None:
         for key, item in value.items():
             if key == "role" and isinstance(item, str) and item in STANDARD_ROLES:
                 continue
-            if isinstance(key, str) and key not in _FIELD_NAMES:
-                found.append(key)  # a tool schema's property names, metadata keys
+            if isinstance(key, str):  # a tool schema's property names, metadata keys
+                (minor if key in _FIELD_NAMES else found).append(key)
             if isinstance(item, str):
                 found.append(item)
             else:
-                _other(item, found, depth)
+                _other(item, found, minor, depth)
     elif isinstance(value, list):
         for item in value:
             if isinstance(item, str):
                 found.append(item)
             else:
-                _other(item, found, depth)
+                _other(item, found, minor, depth)
     elif isinstance(value, str):
         found.append(value)
 
 
-def _other(item: Any, found: list[str], depth: int) -> None:
+def _other(item: Any, found: list[str], minor: list[str], depth: int) -> None:
     if isinstance(item, (dict, list)):
-        _texts(item, found, depth + 1)
-    elif isinstance(item, (int, float)) and not isinstance(item, bool) and abs(item) >= _BIG:
-        whole = isinstance(item, float) and item.is_integer()  # a card sent as 4111…1.0
-        found.append(repr(int(item)) if whole else repr(item))  # a card or phone number
+        _texts(item, found, minor, depth + 1)
+    elif isinstance(item, (int, float)) and not isinstance(item, bool):
+        if isinstance(item, float) and item.is_integer():  # a card sent as 4111…1.0
+            item = int(item)
+        (found if abs(item) >= _BIG else minor).append(repr(item))  # a card, a phone
 
 
 @dataclass
@@ -435,8 +453,8 @@ class Classifier:
             keywords = tuple(k.lower().encode() for k in rule.keywords or ())
             self._custom.append(_Custom(f"custom.{rule.name}", rule.level, compiled, keywords))
 
-    def scan(self, text: str) -> set[str]:
-        """The names of the rules `text` triggers."""
+    def scan(self, text: str, minor: str = "") -> set[str]:
+        """The names of the rules `text` triggers (custom rules read `minor` as well)."""
         found: set[str] = set()
         raw = text.encode("utf-8", "surrogatepass")
         tokens = raw.translate(_TOKEN_CHARS)
@@ -454,6 +472,9 @@ class Classifier:
                 if _random_token(raw[match.start() : match.end()].decode("ascii")):
                     found.add("secret.high-entropy-token")
                     break
+        if self._custom and minor:
+            text = f"{text}\x00\n{minor}"
+            raw, lowered = text.encode("utf-8", "surrogatepass"), None
         for rule in self._custom:
             if rule.keywords:
                 if lowered is None:
@@ -464,10 +485,13 @@ class Classifier:
                 found.add(rule.name)
         return found
 
-    def classify(self, texts: Iterable[str], declared: str | None = None) -> Classification:
-        """The level of a request made of `texts`, raised (never lowered) by `declared`."""
+    def classify(
+        self, texts: Iterable[str], declared: str | None = None, minor: Iterable[str] = ()
+    ) -> Classification:
+        """The level of a request made of `texts` (and `minor`, which only custom rules
+        read: see `Texts`), raised (never lowered) by `declared`."""
         # One scan over all parts: the separator (NUL, then a newline) ends every pattern.
-        rules = self.scan("\x00\n".join(texts))
+        rules = self.scan("\x00\n".join(texts), "\x00\n".join(minor))
         if not rules and declared is None:
             return self._plain
         rank = level_rank(self.default)

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from gitgw.concepts.router import ConsentCheck, Health, Plan, Refusal, Route, UnknownModel, plan
-from gitgw.concepts.trust import MAX_DEPTH, Classification, Classifier, message_texts
+from gitgw.concepts.trust import MAX_DEPTH, Classification, Classifier, request_texts
 from gitgw.errors import GitgwError
 from gitgw.records import GatewayConfig
 from gitgw.records.receipt import Usage
@@ -206,11 +206,11 @@ def prepare_request(
     data, unique = _parse(body)
     content = {key: value for key, value in data.items() if key != "model"}
     try:
-        texts = message_texts((content,))
+        texts = request_texts((content,))
     except GitgwError:
         raise _too_deep() from None
     try:
-        classification = loaded.classifier.classify(texts, declared)
+        classification = loaded.classifier.classify(texts.main, declared, texts.minor)
     except GitgwError as exc:
         raise RequestError(400, "invalid_trust_level", exc.message, exc.hint) from None
     prepared = Prepared(
