@@ -216,9 +216,8 @@ def test_two_edits_at_once_on_one_clone_keep_both(example_repo: Path) -> None:
             )
             for argv in edits
         ]
-        for process in processes:
-            _out, err = process.communicate(timeout=60)
-            assert process.returncode == 0, err
+        errors = [process.communicate(timeout=60)[1] for process in processes]
+        assert [process.returncode for process in processes] == [0, 0], errors
         with StateRepo.discover(example_repo) as repo:
             view = memory.find(Store(repo), note)
         assert (view.note.title, view.note.tags) == (f"Title {trial}", [f"tag-{trial}"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,26 @@ class IndexSpec:
     apply: ApplyChange
 
 
+_BUSY_S = 30.0  # how long a connection waits for another process's lock
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    # The journal mode is kept in the file: set once, it needs no lock again. Setting it
+    # needs the file to itself, and SQLite answers "database is locked" at once (no busy
+    # wait) when two processes open a new index together: try again for a while.
+    deadline = time.monotonic() + _BUSY_S
+    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if time.monotonic() > deadline:
+                return  # it keeps its journal: slower for many readers, still correct
+        time.sleep(0.02)
+
+
 class Index:
     """One derived index of one repository's state branch."""
 
@@ -48,9 +69,9 @@ class Index:
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A connection to an index that reflects the branch's current head."""
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=_BUSY_S, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
             self._refresh(db)
             yield db
