@@ -68,6 +68,26 @@ def test_a_missing_key_is_a_skipped_candidate(repo: Path, monkeypatch: pytest.Mo
     assert data["route"] is None
 
 
+def test_a_provider_the_proxy_cannot_speak_to_is_skipped_as_the_proxy_skips_it(
+    repo: Path,
+) -> None:
+    from gitgw.concepts.store import Store
+    from gitgw.state import StateRepo
+
+    with StateRepo.discover(repo) as state:
+        config = (state.read("gitgw.yaml") or b"").decode()
+        anthropic = config.replace(
+            "    location: local\n", "    location: local\n    protocol: anthropic\n"
+        )
+        Store(state).put("gitgw.yaml", anthropic.encode(), "local speaks anthropic")
+    code, out, _err = _explain(repo, REQUEST)
+    assert code == 0
+    lines = {line.split()[1]: line for line in out.splitlines() if line[:1].isdigit()}
+    assert "skipped" in lines["local/llama-local"]
+    assert "protocol: the proxy speaks only OpenAI to upstreams, not anthropic" in out
+    assert "route:      hosted/gpt-hosted" in out
+
+
 def test_json_output_reads_a_file_and_shows_a_declared_level(repo: Path, tmp_path: Path) -> None:
     request = tmp_path / "request.json"
     request.write_text(json.dumps(REQUEST))

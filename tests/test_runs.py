@@ -294,6 +294,11 @@ def test_replay_names_the_inputs_that_were_not_captured(
             "internal",
             "provider fake needs its key in $FAKE_API_KEY, which is not set",
         ),
+        (
+            {"protocol": "anthropic"},
+            "internal",
+            "provider fake speaks anthropic; replay speaks only OpenAI to upstreams",
+        ),
     ],
 )
 def test_replay_refuses_and_sends_nothing(
@@ -316,6 +321,39 @@ def test_replay_refuses_and_sends_nothing(
     assert expected in message
     assert upstream.requests == []
     assert head(state_repo) == before
+
+
+def _put_config(repo_path: Path, data: dict[str, Any]) -> None:
+    config = GatewayConfig.model_validate(data | {"proxy": {"capture_content": True}})
+    with StateRepo.discover(repo_path) as repo:
+        Store(repo).put(CONFIG_PATH, dump_document(config.to_data()).encode(), "configure")
+
+
+def test_replay_judges_the_recorded_provider_at_todays_level(
+    state_repo: Path, upstream: Upstream
+) -> None:
+    local = {"base_url": upstream.url, "location": "local", "max_trust": "restricted"}
+    hosted = {"base_url": upstream.url, "location": "hosted", "max_trust": "public"}
+    # An alias named like the run's PROVIDER/MODEL, pointing at a local model, does not
+    # stand in for the hosted provider the run used.
+    _put_config(state_repo, {
+        "providers": {"fake": hosted, "box": local},
+        "models": {"fake/tiny": {"candidates": [{"provider": "box", "model": "tiny"}]}},
+    })  # fmt: skip
+    run = call_run(state_repo, level="internal")
+    ran = cli(state_repo, "runs", "replay", run.id)
+    assert ran.exit_code == 1
+    assert "internal is above fake's max_trust (public)" in ran.stderr
+    # A rule added since the run finds its captured text restricted.
+    _put_config(state_repo, {
+        "providers": {"fake": local | {"max_trust": "internal"}},
+        "trust": {"rules": [{"name": "capitals", "level": "restricted", "keywords": ["France"]}]},
+    })  # fmt: skip
+    ran = cli(state_repo, "runs", "replay", run.id)
+    assert ran.exit_code == 1
+    assert "this restricted request" in ran.stderr
+    assert "custom.capitals" in ran.stderr
+    assert upstream.requests == []
 
 
 def test_replay_to_a_hosted_provider_needs_consent_and_its_key(

@@ -28,7 +28,16 @@ from gitgw.errors import GitgwError
 from gitgw.records import level_rank
 from gitgw.records.config import Candidate, GatewayConfig, ProviderConfig
 
-__all__ = ["ConsentAnswer", "Health", "Plan", "Refusal", "Route", "UnknownModel", "plan"]
+__all__ = [
+    "ConsentAnswer",
+    "Health",
+    "Plan",
+    "Refusal",
+    "Route",
+    "UnknownModel",
+    "plan",
+    "plan_exact",
+]
 
 
 class _Identified(Protocol):
@@ -131,6 +140,22 @@ def _candidates(config: GatewayConfig, model: str) -> tuple[str | None, list[Can
         f"unknown model {model!r}",
         f"ask for an alias ({known}) or PROVIDER/MODEL with a provider from gitgw.yaml",
     )
+
+
+def plan_exact(
+    config: GatewayConfig,
+    candidate: Candidate,
+    classification: Classification,
+    consent: ConsentCheck,
+) -> Plan:
+    """The route to exactly `candidate` (no alias looked up, no reroute), judged as
+    `plan` judges each candidate: what a replay of a recorded call may use."""
+    name = f"{candidate.provider}/{candidate.model}"
+    result = Plan(name, None, classification.level, classification.rules)
+    _consider(config, candidate, classification, consent, None, result)
+    if not result.routes:
+        result.refusal = _refusal(config, result, classification)
+    return result
 
 
 def plan(

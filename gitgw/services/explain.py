@@ -109,6 +109,11 @@ def explain(
             env = provider.api_key_env
             if env and not os.environ.get(env):
                 verdict, reason = "skipped", f"key: {env} is not set"
+            elif provider.protocol != "openai":  # as the proxy's `call_routes` skips it
+                verdict = "skipped"
+                reason = (
+                    f"protocol: the proxy speaks only OpenAI to upstreams, not {provider.protocol}"
+                )
             else:
                 assert plan is not None
                 verdict, reason = "allowed", _allowed_reason(provider.location, env, plan, key)

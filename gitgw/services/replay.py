@@ -33,13 +33,13 @@ from gitgw._clock import Clock, default_clock
 from gitgw.concepts.consent import ConsentLedger
 from gitgw.concepts.context import context_parts, message_of, output_message, run_parts
 from gitgw.concepts.receipts import ReceiptLog
-from gitgw.concepts.router import plan
+from gitgw.concepts.router import plan_exact
 from gitgw.concepts.runs import RunLedger, RunView, show_run
 from gitgw.concepts.store import Store
-from gitgw.concepts.trust import Classification
+from gitgw.concepts.trust import Classifier, request_texts
 from gitgw.errors import GitgwError
 from gitgw.records import Level, Receipt, Run
-from gitgw.records.config import ProviderConfig
+from gitgw.records.config import Candidate, ProviderConfig
 from gitgw.records.receipt import Route, Usage
 from gitgw.records.run import RunPart
 from gitgw.services.upstream import chat_completion, endpoint_of
@@ -102,16 +102,32 @@ def plan_replay(repo: StateRepo, run_id: str, env: Mapping[str, str] | None = No
             f"run {view.id} used provider {run.provider!r}, which gitgw.yaml no longer has",
             f"providers now: {', '.join(sorted(config.providers)) or 'none'}",
         )
-    level: Level = run.level or "restricted"
+    if provider.protocol != "openai":
+        raise _refuse(
+            view.id,
+            f"provider {run.provider} speaks {provider.protocol}; replay speaks only OpenAI "
+            "to upstreams",
+        )
+    recorded: Level = run.level or "restricted"
     assumed = "" if run.level else "the run records no level, so it counts as restricted; "
+    params = {k: v for k, v in run.params.items() if k not in _NOT_PARAMS}
+    body = {
+        "model": run.model,
+        "messages": [message_of(part) for part in run.inputs],
+        **params,
+        "stream": False,
+    }
     # The trust router decides, as for any request: mode, max_trust, and consent for a
-    # hosted provider. The run's recorded level stands in for a classification.
-    routed = plan(
-        config,
-        f"{run.provider}/{run.model}",
-        Classification(level, (), declared=level),
+    # hosted provider, at the higher of the recorded level and what today's rules find
+    # in the captured text; for exactly the recorded provider and model (a name in
+    # gitgw.yaml's aliases that looks like PROVIDER/MODEL must not redirect the checks).
+    texts = request_texts(({k: v for k, v in body.items() if k != "model"},))
+    classification = Classifier(config.trust).classify(texts.main, recorded, texts.minor)
+    level = classification.level
+    routed = plan_exact(
+        config, Candidate(provider=run.provider, model=run.model), classification,
         ConsentLedger(repo).check,
-    )
+    )  # fmt: skip
     if routed.refusal is not None or not routed.routes:
         why = routed.refusal.message if routed.refusal else "no route"
         raise _refuse(view.id, f"{assumed}{why}")
@@ -126,13 +142,6 @@ def plan_replay(repo: StateRepo, run_id: str, env: Mapping[str, str] | None = No
                 f"provider {run.provider} needs its key in ${provider.api_key_env}, "
                 "which is not set",
             )
-    params = {k: v for k, v in run.params.items() if k not in _NOT_PARAMS}
-    body = {
-        "model": run.model,
-        "messages": [message_of(part) for part in run.inputs],
-        **params,
-        "stream": False,
-    }
     return ReplayPlan(
         original=view,
         provider_name=run.provider,
