@@ -45,6 +45,7 @@ class Upstream:
     headers: list[dict[str, str]] = field(default_factory=list)
     answer: str = "Paris."
     status: int = 200
+    raw: dict[str, Any] | None = None  # answered as it is, instead of a completion
 
 
 def _app(upstream: Upstream) -> web.Application:
@@ -55,6 +56,8 @@ def _app(upstream: Upstream) -> web.Application:
             return web.json_response(
                 {"error": {"message": "the model is overloaded"}}, status=upstream.status
             )
+        if upstream.raw is not None:
+            return web.json_response(upstream.raw)
         return web.json_response(
             {
                 "id": "chatcmpl-1",
@@ -395,6 +398,30 @@ def test_an_upstream_error_is_reported_and_recorded(state_repo: Path, upstream: 
     assert (listing[0]["kind"], listing[0]["status"]) == ("replay", "failed")
     receipts = data(cli(state_repo, "receipts", "list", "--json"))["receipts"]
     assert receipts[0]["outcome"] == "upstream_error"
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "outcome"),
+    [
+        ({"choices": [{"message": "ok"}]}, "failed", "upstream_error"),
+        ({"choices": [{"message": {"role": "assistant", "content": "Paris."}}],
+          "usage": {"prompt_tokens": {"n": 1}, "total_tokens": 1e30}}, "succeeded", "ok"),
+    ],
+    ids=["a message that is no object", "usage that is no count"],
+)  # fmt: skip
+def test_an_odd_answer_is_recorded_not_raised_on(
+    state_repo: Path, upstream: Upstream, raw: dict[str, Any], status: str, outcome: str
+) -> None:
+    configure(state_repo, upstream)
+    run = call_run(state_repo)
+    upstream.raw = raw
+    ran = cli(state_repo, "runs", "replay", run.id)
+    assert ran.exit_code == (0 if status == "succeeded" else 1), ran.stderr  # never 3
+    assert len(upstream.requests) == 1  # the call went out: so it is recorded
+    listing = data(cli(state_repo, "runs", "list", "--json"))["runs"]
+    assert (listing[0]["kind"], listing[0]["status"]) == ("replay", status)
+    [receipt] = data(cli(state_repo, "receipts", "list", "--json"))["receipts"]
+    assert receipt["outcome"] == outcome
 
 
 def test_an_unreachable_upstream_is_a_clear_error(state_repo: Path, upstream: Upstream) -> None:

@@ -234,11 +234,16 @@ def replay(
         answer, latency = result.body, result.latency_ms
     except GitgwError as exc:
         error = exc
+    # The call went out: whatever came back is recorded, so an answer that is not quite
+    # a chat completion is read leniently rather than raised on.
+    choices = answer.get("choices")
     messages = [
-        output_message(c.get("message") or {})
-        for c in answer.get("choices", [])
-        if isinstance(c, dict)
+        output_message(c["message"])
+        for c in (choices if isinstance(choices, list) else [])
+        if isinstance(c, dict) and isinstance(c.get("message"), dict)
     ]
+    if error is None and not messages:
+        error = GitgwError(f"{plan.provider_name} answered something that is not a chat completion")
     outputs = run_parts(messages, capture=plan.capture)
     texts = [p.content for p in run_parts(messages, capture=True)]
     finished = clock.now()
@@ -257,11 +262,7 @@ def replay(
         ),
         consent=plan.consent,
         context=context_parts(plan.body["messages"], capture=plan.capture),
-        usage=Usage.model_validate(
-            {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-        )
-        if usage
-        else None,
+        usage=_usage(usage),
         latency_ms=round(latency, 1) if latency is not None else None,
         overhead_ms=round(total_ms - (latency or 0.0), 2),
         outcome="ok" if error is None else "upstream_error",
@@ -293,6 +294,15 @@ def replay(
     if error is not None:
         raise GitgwError(f"{error.message} (recorded as run {run.id})", error.hint)
     return ReplayResult(plan.original, run, receipt, _compare(original.outputs, outputs, texts))
+
+
+def _usage(value: dict[str, Any] | None) -> Usage | None:
+    counts = {
+        key: value[key]
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens")
+        if value is not None and type(value.get(key)) is int and 0 <= value[key] < 2**53
+    }
+    return Usage(**counts) if counts else None
 
 
 def _digest_only(part: RunPart) -> RunPart:
