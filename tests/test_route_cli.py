@@ -18,7 +18,8 @@ EMAIL = {"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "tool_
 @pytest.fixture
 def repo(state_repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOSTED_KEY", "sk-never-printed-0123456789abcdef")
-    write_config(state_repo, "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")
+    clients = f'clients:\n  ci:\n    token_sha256: "{"0" * 64}"\n'
+    write_config(state_repo, "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1", clients=clients)
     grant_hosted(state_repo)
     return state_repo
 
@@ -86,6 +87,18 @@ def test_a_provider_the_proxy_cannot_speak_to_is_skipped_as_the_proxy_skips_it(
     assert "skipped" in lines["local/llama-local"]
     assert "protocol: the proxy speaks only OpenAI to upstreams, not anthropic" in out
     assert "route:      hosted/gpt-hosted" in out
+
+
+def test_an_unknown_client_and_a_body_over_the_limit_are_errors_as_in_the_proxy(
+    repo: Path,
+) -> None:
+    code, _out, err = _explain(repo, REQUEST, "--client", "claude-cod")
+    assert code == 1
+    assert "gitgw.yaml has no client 'claude-cod'" in err
+    big = {**REQUEST, "messages": [{"role": "user", "content": "x" * 30_000}]}
+    code, _out, err = _explain(repo, big)
+    assert code == 1
+    assert "the request body is over 20000 bytes" in err
 
 
 def test_json_output_reads_a_file_and_shows_a_declared_level(repo: Path, tmp_path: Path) -> None:

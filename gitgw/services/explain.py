@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from gitgw.concepts.router import Health, Plan, Refusal
 from gitgw.records.config import Candidate, GatewayConfig
 from gitgw.services.gateway import Gateway
-from gitgw.services.gateway_request import because, prepare_request
+from gitgw.services.gateway_request import RequestError, because, prepare_request
 
 __all__ = ["CandidateVerdict", "Explanation", "explain"]
 
@@ -69,9 +69,23 @@ def explain(
     client: str | None = None,
     declared: str | None = None,
 ) -> Explanation:
-    """The decision the proxy would take for `body` (raises `RequestError` if unreadable)."""
+    """The decision the proxy would take for `body` (raises `RequestError` if unreadable,
+    too large, or named for a client gitgw.yaml does not have, as the proxy would)."""
     loaded = gateway.loaded
     config = loaded.config
+    if client is not None and client not in config.clients:
+        known = ", ".join(sorted(config.clients)) or "none"
+        raise RequestError(
+            401, "invalid_api_key", f"gitgw.yaml has no client {client!r}", f"clients: {known}"
+        )
+    limit = config.proxy.max_body_bytes
+    if len(body) > limit:
+        raise RequestError(
+            413,
+            "request_too_large",
+            f"the request body is over {limit} bytes ({len(body)})",
+            "send less context, or raise proxy.max_body_bytes in gitgw.yaml",
+        )
     prepared = prepare_request(
         loaded,
         body,
