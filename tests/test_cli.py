@@ -89,6 +89,25 @@ def test_loading_a_command_leaves_the_cycle_collector_as_it_was(collecting: bool
         gc.enable()
 
 
+def test_demo_never_removes_a_directory_that_is_not_an_earlier_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = tmp_path / "mine"
+    (mine / "precious").mkdir(parents=True)
+    (mine / "precious" / "file.txt").write_text("mine\n")
+    ran = run_cli("demo", str(mine), "--no-serve")
+    assert ran.exit_code == 1
+    assert "exists and is not an earlier gitgw demo" in ran.stderr
+    assert (mine / "precious" / "file.txt").read_text() == "mine\n"
+    demo = tmp_path / "demo"
+    assert run_cli("demo", str(demo), "--no-serve").exit_code == 0
+    monkeypatch.chdir(demo)
+    ran = run_cli("demo", ".", "--no-serve")
+    assert ran.exit_code == 1
+    assert "is the directory you are in" in ran.stderr
+    assert (demo / ".git").is_dir()
+
+
 def test_demo_builds_and_verifies_the_example(tmp_path: Path) -> None:
     target = tmp_path / "demo"
     ran = run_cli("demo", str(target), "--no-serve")

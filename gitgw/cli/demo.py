@@ -10,6 +10,7 @@ import click
 
 from gitgw.cli._output import echo, table, when
 from gitgw.cli.start import start_daemon
+from gitgw.errors import GitgwError
 from gitgw.proxy import ProxySettings
 from gitgw.services.gateway import Gateway
 from gitgw.services.init import init_state
@@ -30,6 +31,29 @@ def _free(port: int) -> int:
     return port
 
 
+def _clear(directory: Path) -> None:
+    """Remove an earlier demo at `directory`; refuse to remove anything else."""
+    if not directory.exists() or not any(directory.iterdir()):
+        return
+    here = Path.cwd().resolve()
+    target = directory.resolve()
+    if target == here or target in here.parents:
+        raise GitgwError(
+            f"{directory} is the directory you are in (or holds it); the demo replaces its "
+            "directory",
+            "run it from elsewhere, or give another directory",
+        )
+    # An earlier demo is a repository and nothing else: `init` checks out no files, and
+    # gitgw's own directory is in it. Anything holding other files is someone's work.
+    entries = {entry.name for entry in directory.iterdir()}
+    if entries != {".git"} or not (directory / ".git" / "gitgw").is_dir():
+        raise GitgwError(
+            f"{directory} exists and is not an earlier gitgw demo; the demo would replace it",
+            "give a new or empty directory (the default is .gitgw-demo)",
+        )
+    shutil.rmtree(directory)
+
+
 @click.command("demo")
 @click.argument(
     "directory", type=click.Path(file_okay=False, path_type=Path), default=".gitgw-demo"
@@ -45,8 +69,7 @@ def command(directory: Path, no_serve: bool) -> None:
     with no local model running, a request gets a clear error naming the model that is
     down, and leaves a receipt all the same (`gitgw --repo DIRECTORY receipts list`).
     """
-    if directory.exists():
-        shutil.rmtree(directory)
+    _clear(directory)
     result = init_state(directory, "gitgw", example=True)
     echo(f"created {result.repository} with the example state ({result.files} files)")
     with StateRepo.discover(directory) as repo:
