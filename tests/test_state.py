@@ -156,6 +156,18 @@ def test_clear_errors_without_a_repository_or_a_state_branch(tmp_path: Path) -> 
     assert "has no state branch 'gitgw'" in ran.stderr
     with StateRepo.discover(tmp_path / "plain") as repo, pytest.raises(StateBranchMissing):
         repo.require_head()
+    # Writes make no state branch (it would have no gitgw.yaml); reads say there is none.
+    plain = str(tmp_path / "plain")
+    for argv in (
+        ["memory", "add", "--title", "t", "-"],
+        ["handoff", "create", "--to", "codex", "--title", "t"],
+        ["memory", "search", "anything"],
+        ["handoff", "list"],
+    ):
+        ran = run_cli("--repo", plain, *argv, input="text\n")
+        assert ran.exit_code == 1, argv
+        assert "has no state branch 'gitgw'" in ran.stderr, argv
+    assert git("for-each-ref", "refs/heads", cwd=tmp_path / "plain") == ""
 
 
 def test_a_checked_out_state_branch_is_never_moved(state_repo: Path) -> None:

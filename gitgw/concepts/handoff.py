@@ -244,6 +244,7 @@ def create(
     Writes the handoff and its `submitted` event in one commit and returns it. Context
     references to memory notes must exist and be at or below the handoff's trust level.
     """
+    store.repo.require_head()  # a handoff is no way to make a state branch without gitgw.yaml
     clock: Clock = store.clock
     reserved = {"id", "created", "digest", "schema_version"} & fields.keys()
     if reserved:

@@ -139,6 +139,7 @@ def list_handoffs(
     `to` matches handoffs addressed to that agent or to `any`; `states` keeps only those
     states; `levels` (when given) only those trust levels.
     """
+    repo.require_head()
     where: list[str] = []
     args: list[str] = []
     if levels:

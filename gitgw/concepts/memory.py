@@ -157,6 +157,7 @@ def add(
     source: str | None = None,
 ) -> MemoryNote:
     """Write a new note; refuses (writing nothing) if it holds anything like a secret."""
+    store.repo.require_head()  # a note is no way to make a state branch without gitgw.yaml
     now = store.clock.now()
     note = _note(
         id=store.clock.new_id(now), title=title, tags=list(dict.fromkeys(tags)), trust=trust,
@@ -259,6 +260,7 @@ def search(
     `max_trust` defaults to the caller's clearance and may not exceed it. Forgotten
     notes never appear.
     """
+    repo.require_head()
     limit_level = clearance()
     if max_trust is not None:
         require_clearance(max_trust, "the requested --max-trust")
