@@ -115,3 +115,29 @@ def test_demo_builds_and_verifies_the_example(tmp_path: Path) -> None:
     assert "verify: ok" in ran.stdout
     again = run_cli("demo", str(target), "--no-serve")  # starts over each time
     assert again.exit_code == 0, again.stderr
+
+
+def test_ordinary_bad_input_gets_a_clear_error_never_a_crash(
+    state_repo: Path, tmp_path: Path
+) -> None:
+    # Each of these ended in "unexpected error" (exit 3) with a traceback in a crash log.
+    latin1 = tmp_path / "latin1.md"
+    latin1.write_bytes("Caf\xe9 au lait\n".encode("latin-1"))
+    repo = ["--repo", str(state_repo)]
+    handoff = run_cli(*repo, "handoff", "create", "--to", "codex", "--title", "t").stdout.strip()
+    cases = [
+        (["--branch", "a..b", "init", str(tmp_path / "new")], "is not a branch name Git accepts"),
+        ([*repo, "memory", "add", "--title", "t", "--file", str(latin1)], "is not UTF-8 text"),
+        ([*repo, "handoff", "create", "--to", "x", "--title", "t", "--body-file", str(latin1)],
+         "is not UTF-8 text"),
+        ([*repo, "handoff", "export", handoff, "--format", "a2a", "-o",
+          str(tmp_path / "nodir" / "x.json")], "cannot write"),
+        (["schemas", "export", str(latin1 / "sub")], "cannot write the schemas"),
+        ([*repo, "receipts", "list", "--since", "10000000w"], "before the year 1"),
+        ([*repo, "audit", "--since", "0001-01-01T00:00+01:00"], "outside the years 1 to 9999"),
+    ]  # fmt: skip
+    for argv, words in cases:
+        ran = run_cli(*argv)
+        assert ran.exit_code in (1, 2), (argv, ran.stderr)
+        assert words in ran.stderr, (argv, ran.stderr)
+    assert not (tmp_path / "new").exists()  # the bad branch name stopped init before it began

@@ -24,7 +24,10 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     text = text.strip()
     age = _AGE.match(text.lower())
     if age:
-        return now - timedelta(**{_UNITS[age[2]]: int(age[1])})
+        try:
+            return now - timedelta(**{_UNITS[age[2]]: int(age[1])})
+        except OverflowError:  # before the year 1
+            raise ValueError(f"{text!r} reaches back before the year 1") from None
     if text.lower() == "now":
         return now
     if text.lower() in ("today", "yesterday"):
@@ -34,7 +37,10 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"cannot read {text!r} as a time: use {WHEN_HELP}") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC
+        raise ValueError(f"{text!r} lies outside the years 1 to 9999 in UTC") from None
 
 
 class _When(click.ParamType[datetime, Any]):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gitgw._canonical import format_time
+from gitgw.cli._input import read_text
 from gitgw.cli._output import echo, emit_json, err, table
 from gitgw.cli._repo import open_repo
 from gitgw.concepts import handoff as handoffs
@@ -66,12 +66,7 @@ def _resolve(repo: StateRepo, given: str) -> str:
 def _read_text(body_file: str | None) -> str:
     if body_file is None:
         return ""
-    if body_file == "-":
-        return sys.stdin.read()
-    try:
-        return Path(body_file).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise handoffs.HandoffError(f"cannot read {body_file}: {exc.strerror}") from None
+    return read_text(body_file, "the handoff's body")
 
 
 def _decision(text: str) -> dict[str, str]:
@@ -404,8 +399,11 @@ def export(handoff_id: str, fmt: str, output: Path | None) -> None:
     text = json.dumps(to_a2a_task(view), indent=2, ensure_ascii=False) + "\n"
     if output is None:
         click.echo(text, nl=False)
-    else:
+        return
+    try:
         output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise handoffs.HandoffError(f"cannot write {output}: {exc.strerror}") from None
 
 
 @command.command("import")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import click
 
 from gitgw._canonical import format_time
+from gitgw.cli._input import read_text
 from gitgw.cli._output import echo, emit_json, err
 from gitgw.cli._repo import open_repo
 from gitgw.concepts import memory
@@ -39,13 +37,10 @@ def command() -> None:
 
 def _body(file: str | None, dash: bool) -> str:
     if dash or file == "-":
-        return sys.stdin.read()
+        return read_text("-", "the note's text")
     if file is None:
         raise click.UsageError("give the note's text: --file F, or - to read stdin")
-    try:
-        return Path(file).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise memory.NoteError(f"cannot read {file}: {exc.strerror}") from None
+    return read_text(file, "the note's text")
 
 
 @command.command("add")

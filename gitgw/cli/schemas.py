@@ -8,6 +8,7 @@ import click
 
 from gitgw._fs import atomic_write
 from gitgw.cli._output import echo
+from gitgw.errors import GitgwError
 from gitgw.records import json_schemas
 
 
@@ -21,6 +22,10 @@ def command() -> None:
 def export(directory: Path) -> None:
     """Write one `<kind>.schema.json` per file format into DIRECTORY (default: schemas)."""
     schemas = json_schemas()
-    for name, data in schemas.items():
-        atomic_write(directory / name, data)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in schemas.items():
+            atomic_write(directory / name, data)
+    except OSError as exc:
+        raise GitgwError(f"cannot write the schemas into {directory}: {exc.strerror}") from None
     echo(f"wrote {len(schemas)} schemas to {directory}")

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from gitgw._yaml import YamlError, load_document
+from gitgw.cli._input import read_text
 from gitgw.cli._output import echo, emit_json, err, is_tty, table
 from gitgw.cli._repo import open_repo, settings
 from gitgw.concepts.events import matches
@@ -124,10 +125,7 @@ def show_command(name: str, as_json: bool) -> None:
 
 
 def _event_spec(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GitgwError(f"cannot read the event file {path}: {exc.strerror}") from None
+    text = read_text(path, "the event")
     try:
         return load_document(text)
     except YamlError as exc:

@@ -23,7 +23,7 @@ from typing import Literal
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
 from dulwich.objects import Commit, ObjectID, Tree
-from dulwich.refs import Ref
+from dulwich.refs import Ref, check_ref_format
 from dulwich.repo import Repo
 
 from gitgw.errors import (
@@ -45,6 +45,19 @@ _RETRY_SECONDS = 60.0
 # was left by a process killed inside that window, and nobody else will remove it.
 _STALE_LOCK_SECONDS = 10.0
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+
+
+def check_branch(name: str) -> None:
+    """Refuse a state branch name Git would not take (`a..b`, `x y`, `foo.lock`, ``)."""
+    if (
+        not name
+        or name.startswith("-")
+        or not check_ref_format(Ref(b"refs/heads/" + name.encode()))
+    ):
+        raise GitgwError(
+            f"{name!r} is not a branch name Git accepts",
+            "use letters, digits, '-', '_', '/' and '.' (no '..', spaces or a '.lock' end)",
+        )
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,7 @@ class StateRepo:
     """A Git repository and the name of its state branch."""
 
     def __init__(self, repo: Repo, branch: str = DEFAULT_BRANCH) -> None:
+        check_branch(branch)
         self._repo = repo
         self.branch = branch
         self.ref = Ref(b"refs/heads/" + branch.encode("utf-8"))
@@ -111,6 +125,7 @@ class StateRepo:
         Refuses a directory inside another repository's work tree: a repository made
         there would sit inside that one's files, and gitgw run at its top would not see
         it. Its top is what to give (or `git init` the directory first, to nest one)."""
+        check_branch(branch)  # before anything is made
         try:
             return cls(Repo(str(path)), branch)
         except NotGitRepository:
