@@ -96,6 +96,16 @@ def test_init_inside_a_code_repository_leaves_its_work_alone(tmp_path: Path) -> 
     assert run_cli("status").exit_code == 0
 
 
+def test_init_takes_the_root_repo_option_as_the_hint_suggests(tmp_path: Path) -> None:
+    target = tmp_path / "state"
+    ran = run_cli("--repo", str(target), "status")
+    assert "run `gitgw init` there" in ran.stderr
+    ran = run_cli("--repo", str(target), "init")
+    assert ran.exit_code == 0, ran.stderr
+    assert run_cli("--repo", str(target), "status").exit_code == 0
+    assert not (Path.cwd() / ".git").exists()  # not here
+
+
 def test_init_refuses_an_existing_state_branch(state_repo: Path) -> None:
     head = git("rev-parse", "gitgw", cwd=state_repo)
     ran = run_cli("init", "--example", str(state_repo))

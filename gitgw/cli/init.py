@@ -12,17 +12,20 @@ from gitgw.services.init import init_state
 
 
 @click.command("init")
-@click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("--example", is_flag=True, help="Seed the branch with the example state.")
 @click.option("--branch", help="The state branch's name [default: the root --branch, gitgw].")
-def command(path: Path, example: bool, branch: str | None) -> None:
-    """Create the state branch in the repository at PATH (default: here).
+def command(path: Path | None, example: bool, branch: str | None) -> None:
+    """Create the state branch in the repository at PATH (default: the root --repo or
+    GITGW_REPO, else here).
 
     PATH becomes a Git repository if it is not one. Inside an existing code repository,
     gitgw adds only the state branch: the checked-out branch, the index and the files
     stay as they are. An existing state branch is never overwritten.
     """
-    result = init_state(path, branch or settings().branch, example=example)
+    current = settings()
+    path = path or current.repo or Path(".")
+    result = init_state(path, branch or current.branch, example=example)
     made = "created a repository and " if result.created_repository else ""
     seed = "the example state" if example else "a default configuration"
     echo(
