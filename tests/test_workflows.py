@@ -697,6 +697,19 @@ def _point_example_at(example_repo: Path, local: FakeUpstream) -> None:
         Store(repo).put("gitgw.yaml", text.encode(), "use the fake upstream")
 
 
+def test_the_example_reviews_a_handoff_made_with_only_a_title(
+    example_repo: Path, local: FakeUpstream
+) -> None:
+    _point_example_at(example_repo, local)
+    handoff_id = succeeds(example_repo, "handoff", "create", "--to", "x", "--title", "t").strip()
+    event = example_repo.parent / "event.yaml"
+    event.write_text(f"kind: handoff\nhandoff: {handoff_id}\n")
+    ran = run_on(example_repo, "workflows", "run", "review-handoffs", "--event", str(event))
+    assert ran.exit_code == 0, ran.stdout + ran.stderr
+    [body] = local.received
+    assert "Goal: (none given)" in body["messages"][0]["content"]
+
+
 def test_workflows_run_reviews_a_handoff_of_the_example(
     example_repo: Path, local: FakeUpstream
 ) -> None:
