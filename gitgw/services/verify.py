@@ -356,32 +356,35 @@ def _add_only(path: str) -> bool:
 def _remote_rewrites(repo: StateRepo, head: str, tracked: str, source: str) -> list[Problem]:
     """What a remote's head that the branch has not taken in yet shows of a rewrite.
 
-    Being ahead (or apart, before a sync) is no rewrite. A record it holds with other
-    content than the branch is; so is a remote head that no longer descends from the one
-    `gitgw sync` last took in from that remote (the records that head held and this one
-    lacks or changed are named)."""
+    Being ahead (or apart, before a sync) is no rewrite. A remote head that no longer
+    descends from the one `gitgw sync` last took in from that remote is (the records
+    that head held and this one lacks or changed are named); and a record it holds with
+    other content than the branch is a modification on one side or the other."""
     remote = source.removeprefix("refs/remotes/").removesuffix("/" + repo.branch)
     if not repo.has_object(tracked):
         return []
     ours, theirs = repo.tree_of(head), repo.tree_of(tracked)
-    problems = [
-        Problem(path, tracked, f"add-only record modified by a rewrite of history ({remote})")
-        for path, before, after in repo.trees.diff(ours, theirs)
-        if before is not None and after is not None and _add_only(path)
-    ]
+    problems: list[Problem] = []
     synced = last_synced(repo, remote)
-    if synced is None or synced == tracked or not repo.has_object(synced):
-        return problems
-    if repo.is_ancestor(synced, tracked):
-        return problems
-    how = f"by a rewrite of history on {remote}"
-    lost = [
-        p
-        for p in _lost_records(repo, repo.tree_of(synced), theirs, how, tracked)
-        if p.path not in {known.path for known in problems}
+    rewritten = (
+        synced is not None
+        and synced != tracked
+        and repo.has_object(synced)
+        and not repo.is_ancestor(synced, tracked)
+    )
+    if rewritten:
+        assert synced is not None
+        how = f"by a rewrite of history on {remote}"
+        problems = _lost_records(repo, repo.tree_of(synced), theirs, how, tracked)
+    named = {problem.path for problem in problems}
+    problems += [
+        Problem(path, tracked, f"add-only record differs on {remote}: one side modified it")
+        for path, before, after in repo.trees.diff(ours, theirs)
+        if before is not None and after is not None and _add_only(path) and path not in named
     ]
-    if not problems and not lost:
-        lost.append(
+    if rewritten and not problems:
+        assert synced is not None
+        problems.append(
             Problem(
                 "(history)",
                 tracked,
@@ -389,4 +392,4 @@ def _remote_rewrites(repo: StateRepo, head: str, tracked: str, source: str) -> l
                 f"with, {synced[:12]}, is no longer in its history",
             )
         )
-    return problems + lost
+    return problems
