@@ -174,13 +174,25 @@ def load_record(text: str) -> dict[str, Any]:
     return fast if fast is not None else load_document(text)
 
 
+def _describe(exc: YAMLError) -> str:
+    # ruamel's text ends with a caret line or a documentation link: the problem and where
+    # it is are in the error's fields, e.g. "mapping values are not allowed here (line
+    # 1, column 5)".
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem:
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return f"{problem}{where}"
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else "bad YAML"
+
+
 def load_document(text: str) -> dict[str, Any]:
     """Parse a YAML document that must be a mapping (an empty document is {})."""
     try:
         data = _safe().load(text)
     except YAMLError as exc:
-        lines = str(exc).strip().splitlines()
-        raise YamlError(lines[-1] if lines else "bad YAML") from exc
+        raise YamlError(_describe(exc)) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -86,7 +86,11 @@ def test_a_changed_byte_breaks_the_digest(clock: Clock) -> None:
         (lambda t: t.replace('"grant"', '"maybe"'), "does not match the consent schema"),
         (lambda t: t + 'extra: "field"\n', "Extra inputs are not permitted"),
         (lambda t: t.replace("digest:", "#digest:"), "has no digest"),
-        (lambda t: "not: [valid\n", "cannot be parsed"),
+        (lambda t: "not: [valid\n", "cannot be parsed: expected ',' or ']', but got"),
+        (
+            lambda t: "a: b: c\n",
+            "cannot be parsed: mapping values are not allowed here (line 1, column 5)",
+        ),
         (lambda t: "- a list\n", "cannot be parsed"),
     ],
 )
