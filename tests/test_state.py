@@ -184,9 +184,17 @@ def test_a_checked_out_state_branch_is_never_moved(state_repo: Path) -> None:
     git("switch", "-q", "gitgw", cwd=state_repo)
     head = git("rev-parse", "gitgw", cwd=state_repo)
     with StateRepo.discover(state_repo) as repo:
-        with pytest.raises(BranchCheckedOut, match="checked out in"):
+        with pytest.raises(BranchCheckedOut, match="checked out in") as refused:
             repo.commit({"runs/x.yaml": b"x\n"}, "write")
         assert repo.read("gitgw.yaml") is not None  # reading is fine
+    # The hint's command works, and then so does the write.
+    hint = refused.value.hint or ""
+    assert f"git -C {state_repo} switch --detach" in hint
+    git("-C", str(state_repo), "switch", "--detach", "-q")
+    with StateRepo.discover(state_repo) as repo:
+        repo.commit({"runs/x.yaml": b"x\n"}, "write")
+    git("switch", "-q", "gitgw", cwd=state_repo)
+    head = git("rev-parse", "gitgw", cwd=state_repo)
     ran = run_cli("--repo", str(state_repo), "status")
     assert ran.exit_code == 0
     assert "checked out" in ran.stdout

@@ -357,8 +357,8 @@ class StateRepo:
             raise BranchCheckedOut(
                 f"the state branch {self.branch!r} is checked out in {where}; "
                 "gitgw will not move it under your feet",
-                f"switch that work tree to another branch (`git -C {where} switch -`), "
-                "or use another state branch with --branch",
+                f"leave it there (`git -C {where} switch --detach`, or `git worktree remove "
+                f"{where}` for a worktree made for it), or use another state branch with --branch",
             )
 
     def commit(
