@@ -136,6 +136,13 @@ def test_ordinary_bad_input_gets_a_clear_error_never_a_crash(
         ([*repo, "receipts", "list", "--since", "10000000w"], "before the year 1"),
         ([*repo, "audit", "--since", "0001-01-01T00:00+01:00"], "outside the years 1 to 9999"),
     ]  # fmt: skip
+    cases += [
+        ([*repo, "handoff", "create", "--to", "x", "--title", "t", "--changed", ":added"],
+         "names no file"),
+        ([*repo, "handoff", "list", "--limit", "-1"], "is not in the range x>=0"),
+        ([*repo, "audit", "--since", "2026-11-10", "--until", "2026-11-01"],
+         "the period ends before it starts"),
+    ]  # fmt: skip
     for argv, words in cases:
         ran = run_cli(*argv)
         assert ran.exit_code in (1, 2), (argv, ran.stderr)

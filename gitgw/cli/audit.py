@@ -37,6 +37,8 @@ def command(since: datetime, until: datetime | None, above: str, as_json: bool) 
     Example:
       gitgw audit --since 30d --above internal
     """
+    if until is not None and until < since:
+        raise click.BadParameter("the period ends before it starts", param_hint="--until")
     with open_repo() as repo:
         repo.require_head()
         report = audit(repo, since=since, until=until, above=above)

@@ -80,9 +80,11 @@ def _decision(text: str) -> dict[str, str]:
 
 def _changed(text: str) -> dict[str, str]:
     path, sep, status = text.rpartition(":")
-    if sep and status in ("added", "modified", "deleted", "renamed"):
-        return {"path": path, "status": status}
-    return {"path": text, "status": "modified"}
+    if not (sep and status in ("added", "modified", "deleted", "renamed")):
+        path, status = text, "modified"
+    if not path.strip():
+        raise click.BadParameter(f"{text!r} names no file", param_hint="--changed")
+    return {"path": path, "status": status}
 
 
 @command.command("create")
@@ -204,7 +206,11 @@ def create(
     "--state", "states", type=_STATES, multiple=True, help="Only this state (repeatable)."
 )
 @click.option(
-    "--limit", type=int, default=100, show_default=True, help="At most this many; 0 for all."
+    "--limit",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="At most this many; 0 for all.",
 )
 @_JSON
 def list_(to: str | None, states: tuple[str, ...], limit: int, as_json: bool) -> None:
