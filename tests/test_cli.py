@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import json
 from pathlib import Path
@@ -101,6 +102,15 @@ def test_demo_never_removes_a_directory_that_is_not_an_earlier_demo(
     assert (mine / "precious" / "file.txt").read_text() == "mine\n"
     demo = tmp_path / "demo"
     assert run_cli("demo", str(demo), "--no-serve").exit_code == 0
+    # While a demo serves it (its daemon holds the lock), it is not replaced either.
+    lock = demo / ".git" / "gitgw" / "daemon" / "gitgw.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a+b") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        ran = run_cli("demo", str(demo), "--no-serve")
+        assert ran.exit_code == 1
+        assert "a gitgw demo is serving" in ran.stderr
+    assert run_cli("demo", str(demo), "--no-serve").exit_code == 0  # once it stopped
     monkeypatch.chdir(demo)
     ran = run_cli("demo", ".", "--no-serve")
     assert ran.exit_code == 1

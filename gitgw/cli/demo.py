@@ -51,7 +51,31 @@ def _clear(directory: Path) -> None:
             f"{directory} exists and is not an earlier gitgw demo; the demo would replace it",
             "give a new or empty directory (the default is .gitgw-demo)",
         )
+    if _served(directory):
+        raise GitgwError(
+            f"a gitgw demo is serving {directory} now; replacing it would pull the state from "
+            "under it",
+            "stop that demo first (Ctrl-C), or give another directory",
+        )
     shutil.rmtree(directory)
+
+
+def _served(directory: Path) -> bool:
+    """Whether a running `gitgw start` (a demo's) holds the daemon's lock there."""
+    import fcntl  # POSIX only, like the daemon's lock itself
+
+    lock = directory / ".git" / "gitgw" / "daemon" / "gitgw.lock"
+    try:
+        handle = lock.open("rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return False
 
 
 @click.command("demo")
