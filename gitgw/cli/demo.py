@@ -12,6 +12,7 @@ from gitgw.cli._output import echo, table, when
 from gitgw.cli.start import start_daemon
 from gitgw.errors import GitgwError
 from gitgw.proxy import ProxySettings
+from gitgw.services.engine import is_followed
 from gitgw.services.gateway import Gateway
 from gitgw.services.init import init_state
 from gitgw.services.status import status
@@ -51,31 +52,15 @@ def _clear(directory: Path) -> None:
             f"{directory} exists and is not an earlier gitgw demo; the demo would replace it",
             "give a new or empty directory (the default is .gitgw-demo)",
         )
-    if _served(directory):
+    with StateRepo.discover(directory) as repo:
+        served = is_followed(repo)
+    if served:
         raise GitgwError(
             f"a gitgw demo is serving {directory} now; replacing it would pull the state from "
             "under it",
             "stop that demo first (Ctrl-C), or give another directory",
         )
     shutil.rmtree(directory)
-
-
-def _served(directory: Path) -> bool:
-    """Whether a running `gitgw start` (a demo's) holds the daemon's lock there."""
-    import fcntl  # POSIX only, like the daemon's lock itself
-
-    lock = directory / ".git" / "gitgw" / "daemon" / "gitgw.lock"
-    try:
-        handle = lock.open("rb")
-    except FileNotFoundError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    return False
 
 
 @click.command("demo")

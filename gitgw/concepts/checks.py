@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gitgw.concepts.secrets import check_secrets
-from gitgw.records import Parsed, kind_of, parse_file
+from gitgw.records import Parsed, parse_file
+from gitgw.records.layout import kind_at
 
 __all__ = ["FileCheck", "check_file", "is_add_only", "register_check"]
 
@@ -44,5 +45,5 @@ def check_file(path: str, data: bytes, *, guards: bool = True) -> Parsed:
 
 def is_add_only(path: str) -> bool:
     """Whether `path` holds an add-only record (never modified or deleted once added)."""
-    found = kind_of(path)
-    return found is not None and found[0].add_only
+    kind = kind_at(path)
+    return kind is not None and kind.add_only

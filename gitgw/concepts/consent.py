@@ -169,28 +169,23 @@ class ConsentLedger:
         paths: dict[str, str] | None = None  # path -> id, made only if a file changed
         changed: dict[str, dict[str, Entry]] = {}  # subject -> entries added to it
         for path, before, after in self._repo.trees.diff(old_tree, new_tree, "consent/"):
-            if before is not None:
+            if before is not None or damaged.get(path) == TAMPERED:
                 if paths is None:
                     paths = {e.path: e.id for e in entries.values()}
                 if path in paths:
                     # Entries are add-only: one modified or deleted after it was added is
                     # tampering that bypassed the hooks (deleting a revocation would
-                    # re-open a grant). Keep the entry and fail closed until it is back.
+                    # re-open a grant). Keep the entry and fail closed until the file is
+                    # back as it was first added.
                     back = after is not None and read_entry(
                         path, self._repo.trees.blob(after)
                     ) == entries.get(paths[path])
                     if back:
-                        damaged.pop(path, None)  # restored as it was first added
+                        damaged.pop(path, None)
                     else:
                         damaged[path] = TAMPERED
                     continue
                 damaged.pop(path, None)  # an unreadable file, replaced or removed
-            elif damaged.get(path) == TAMPERED and after is not None:
-                # A deleted entry written again: back only as it was first added.
-                known = next((e for e in entries.values() if e.path == path), None)
-                if read_entry(path, self._repo.trees.blob(after)) == known:
-                    damaged.pop(path)
-                continue
             if after is not None:
                 read = read_entry(path, self._repo.trees.blob(after))
                 if isinstance(read, str):

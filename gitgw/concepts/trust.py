@@ -491,7 +491,8 @@ class Classifier:
         """The level of a request made of `texts` (and `minor`, which only custom rules
         read: see `Texts`), raised (never lowered) by `declared`."""
         # One scan over all parts: the separator (NUL, then a newline) ends every pattern.
-        rules = self.scan("\x00\n".join(texts), "\x00\n".join(minor))
+        extra = "\x00\n".join(minor) if self._custom else ""  # only custom rules read it
+        rules = self.scan("\x00\n".join(texts), extra)
         if not rules and declared is None:
             return self._plain
         rank = level_rank(self.default)

@@ -21,20 +21,12 @@ from gitgw.proxy.keys import GATEWAY, METRICS
 from gitgw.proxy.upstream import OVERHEAD_HEADER, RECEIPT_HEADER, Call, call_routes
 from gitgw.records import level_rank
 from gitgw.services.gateway import Gateway, Outcome, Prepared, RequestError
+from gitgw.services.gateway_request import too_large
 
 __all__ = ["chat_completions", "live", "metrics", "models", "ready"]
 
 _KINDS = {403: "permission_error", 404: "invalid_request_error", 503: "service_unavailable"}
 TRUST_HEADER = "x-gitgw-trust"
-
-
-def _too_large(size: int, limit: int) -> RequestError:
-    return RequestError(
-        413,
-        "request_too_large",
-        f"the request body is over {limit} bytes (at least {size})",
-        "send less context, or raise proxy.max_body_bytes in gitgw.yaml",
-    )
 
 
 async def _send(request: web.Request, response: web.StreamResponse) -> None:
@@ -94,7 +86,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         try:
             body = await read_body(request, limit)
         except BodyTooLarge as exc:
-            raise _too_large(exc.size, limit) from None
+            raise too_large(exc.size, limit) from None
         prepared = gateway.prepare(body, client, request.headers.get(TRUST_HEADER))
     except RequestError as error:
         return await _reject(request, gateway, error, started, client)

@@ -53,9 +53,10 @@ from gitgw.services import requests
 from gitgw.services.gateway import Gateway
 from gitgw.services.verify import Problem, check_commits
 from gitgw.services.workflow_runner import RunContext, execute_run, start_run
+from gitgw.state import StateRepo
 from gitgw.state.history import Change, changes_of, commits_since
 
-__all__ = ["Engine", "Fired", "Handled", "Job", "is_automatic"]
+__all__ = ["Engine", "Fired", "Handled", "Job", "is_automatic", "is_followed"]
 
 log = logging.getLogger("gitgw.daemon")
 
@@ -63,6 +64,11 @@ _AUTOMATIC = re.compile(r"^Gitgw-(Run|Writer): ", re.MULTILINE)
 _RECENT_KEYS = 100_000
 
 Job = Callable[[], None]
+
+
+def is_followed(repo: StateRepo) -> bool:
+    """Whether a running engine (`gitgw start`, a demo) follows `repo`'s state branch."""
+    return _Place(repo).followed()
 
 
 def is_automatic(message: str) -> bool:
@@ -94,8 +100,7 @@ class Handled:
 class _Place:
     """Where the engine keeps its own small files: `.git/gitgw/daemon/`."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        repo = gateway.repo
+    def __init__(self, repo: StateRepo) -> None:
         self.dir = repo.gitgw_dir / "daemon"
         safe = repo.branch.replace("/", "%2F")
         self.cursor_file = self.dir / f"{safe}.cursor"
@@ -127,6 +132,21 @@ class _Place:
         handle.write(str(os.getpid()).encode("ascii"))
         handle.flush()
         return handle
+
+    def followed(self) -> bool:
+        """Whether a running engine (`gitgw start`, a demo) holds the lock now."""
+        import fcntl
+
+        try:
+            handle = open(self.lock_file, "rb")  # noqa: SIM115 (closed below)
+        except FileNotFoundError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False  # closing the file dropped the shared lock
 
     def instance(self, gateway: Gateway) -> str:
         try:
@@ -173,7 +193,7 @@ class Engine:
         """`on_step(run id, step name)` is called as each step starts (default: a log line)."""
         self.gateway = gateway
         self.repo = gateway.repo
-        self.place = _Place(gateway)
+        self.place = _Place(gateway.repo)
         self.instance = self.place.instance(gateway)
         self.workflows = WorkflowSet()
         self.transport = transport

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from gitgw.concepts.router import Health, Plan, Refusal
 from gitgw.records.config import Candidate, GatewayConfig
 from gitgw.services.gateway import Gateway
-from gitgw.services.gateway_request import RequestError, because, prepare_request
+from gitgw.services.gateway_request import RequestError, because, prepare_request, too_large
 
 __all__ = ["CandidateVerdict", "Explanation", "explain"]
 
@@ -80,12 +80,7 @@ def explain(
         )
     limit = config.proxy.max_body_bytes
     if len(body) > limit:
-        raise RequestError(
-            413,
-            "request_too_large",
-            f"the request body is over {limit} bytes ({len(body)})",
-            "send less context, or raise proxy.max_body_bytes in gitgw.yaml",
-        )
+        raise too_large(len(body), limit)
     prepared = prepare_request(
         loaded,
         body,

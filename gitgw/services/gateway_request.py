@@ -37,6 +37,7 @@ __all__ = [
     "RequestError",
     "because",
     "prepare_request",
+    "too_large",
 ]
 
 ENDPOINT = "/v1/chat/completions"
@@ -136,6 +137,16 @@ def because(classification: Classification) -> str:
         declared = f"declared {classification.declared} by the client"
         return f"{declared}; {detected}" if detected else declared
     return detected or "the default level"
+
+
+def too_large(size: int, limit: int) -> RequestError:
+    """The error for a body over `proxy.max_body_bytes` (`size`: as much as was read)."""
+    return RequestError(
+        413,
+        "request_too_large",
+        f"the request body is over {limit} bytes (at least {size})",
+        "send less context, or raise proxy.max_body_bytes in gitgw.yaml",
+    )
 
 
 def _too_deep() -> RequestError:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from gitgw import __version__
 from gitgw._collector import collector_paused
-from gitgw.concepts.checks import check_file
+from gitgw.concepts.checks import check_file, is_add_only
 from gitgw.errors import GitgwError, InvalidRecord
 from gitgw.records import KINDS, json_schemas, kind_of
 from gitgw.records.layout import kind_at
@@ -342,15 +342,10 @@ def _lost_records(
     """The add-only records of tree `old` that tree `new` lacks or holds changed."""
     lost = []
     for path, before, after in repo.trees.diff(old, new):
-        if before is not None and _add_only(path):
+        if before is not None and is_add_only(path):
             what = "deleted" if after is None else "modified"
             lost.append(Problem(path, commit, f"add-only record {what} {how}"))
     return lost
-
-
-def _add_only(path: str) -> bool:
-    kind = kind_at(path)
-    return kind is not None and kind.add_only
 
 
 def _remote_rewrites(repo: StateRepo, head: str, tracked: str, source: str) -> list[Problem]:
@@ -366,30 +361,25 @@ def _remote_rewrites(repo: StateRepo, head: str, tracked: str, source: str) -> l
     ours, theirs = repo.tree_of(head), repo.tree_of(tracked)
     problems: list[Problem] = []
     synced = last_synced(repo, remote)
-    rewritten = (
-        synced is not None
-        and synced != tracked
-        and repo.has_object(synced)
-        and not repo.is_ancestor(synced, tracked)
-    )
-    if rewritten:
-        assert synced is not None
+    dropped = None  # the head sync last took in, if the remote's history no longer holds it
+    if synced is not None and synced != tracked and repo.has_object(synced):
+        dropped = None if repo.is_ancestor(synced, tracked) else synced
+    if dropped is not None:
         how = f"by a rewrite of history on {remote}"
-        problems = _lost_records(repo, repo.tree_of(synced), theirs, how, tracked)
+        problems = _lost_records(repo, repo.tree_of(dropped), theirs, how, tracked)
     named = {problem.path for problem in problems}
     problems += [
         Problem(path, tracked, f"add-only record differs on {remote}: one side modified it")
         for path, before, after in repo.trees.diff(ours, theirs)
-        if before is not None and after is not None and _add_only(path) and path not in named
+        if before is not None and after is not None and is_add_only(path) and path not in named
     ]
-    if rewritten and not problems:
-        assert synced is not None
+    if dropped is not None and not problems:
         problems.append(
             Problem(
                 "(history)",
                 tracked,
                 f"the state branch on {remote} was rewritten: the head gitgw last synced "
-                f"with, {synced[:12]}, is no longer in its history",
+                f"with, {dropped[:12]}, is no longer in its history",
             )
         )
     return problems
