@@ -118,6 +118,18 @@ def test_demo_never_removes_a_directory_that_is_not_an_earlier_demo(
     assert (demo / ".git").is_dir()
 
 
+def test_demo_runs_inside_a_checkout_as_the_readme_runs_it(tmp_path: Path) -> None:
+    checkout = tmp_path / "gitgw"
+    checkout.mkdir()
+    git("init", "-q", cwd=checkout)
+    (checkout / "README.md").write_text("a checkout\n")
+    ran = run_cli("demo", str(checkout / ".gitgw-demo"), "--no-serve")
+    assert ran.exit_code == 0, ran.stderr
+    assert "verify: ok" in ran.stdout
+    assert (checkout / ".gitgw-demo" / ".git").is_dir()
+    assert (checkout / "README.md").read_text() == "a checkout\n"
+
+
 def test_demo_builds_and_verifies_the_example(tmp_path: Path) -> None:
     target = tmp_path / "demo"
     ran = run_cli("demo", str(target), "--no-serve")

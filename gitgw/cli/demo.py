@@ -79,7 +79,9 @@ def command(directory: Path, no_serve: bool) -> None:
     down, and leaves a receipt all the same (`gitgw --repo DIRECTORY receipts list`).
     """
     _clear(directory)
-    result = init_state(directory, "gitgw", example=True)
+    # The demo's directory is its own repository, wherever it is made: the README runs
+    # it inside gitgw's checkout.
+    result = init_state(directory, "gitgw", example=True, nest=True)
     echo(f"created {result.repository} with the example state ({result.files} files)")
     with StateRepo.discover(directory) as repo:
         current = status(repo)

@@ -59,14 +59,15 @@ def _example_files() -> dict[str, bytes]:
     }
 
 
-def init_state(path: Path, branch: str, example: bool = False) -> InitResult:
-    """Create the state branch in the repository at `path` (made if there is none).
+def init_state(path: Path, branch: str, example: bool = False, nest: bool = False) -> InitResult:
+    """Create the state branch in the repository at `path` (made if there is none; with
+    `nest`, even inside another repository's work tree, as the demo's is).
 
     Refuses to touch an existing state branch. Never changes the repository's
     checked-out branch, index or files.
     """
     existed = (path / ".git").exists() or (path / "HEAD").is_file()
-    with StateRepo.create(path, branch) as repo:
+    with StateRepo.create(path, branch, nest=nest) as repo:
         head = repo.head()
         if head is not None:
             raise StateBranchExists(

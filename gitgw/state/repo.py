@@ -119,19 +119,20 @@ class StateRepo:
         return cls(repo, branch)
 
     @classmethod
-    def create(cls, path: Path, branch: str = DEFAULT_BRANCH) -> StateRepo:
+    def create(cls, path: Path, branch: str = DEFAULT_BRANCH, nest: bool = False) -> StateRepo:
         """Open the repository at `path`, or make one there (non-bare) if there is none.
 
         Refuses a directory inside another repository's work tree: a repository made
         there would sit inside that one's files, and gitgw run at its top would not see
-        it. Its top is what to give (or `git init` the directory first, to nest one)."""
+        it. Its top is what to give (or `git init` the directory first, to nest one);
+        `nest` makes one there all the same."""
         check_branch(branch)  # before anything is made
         try:
             return cls(Repo(str(path)), branch)
         except NotGitRepository:
             pass
         existing = next((p for p in (path, *path.parents) if p.is_dir()), None)
-        if existing is not None:
+        if existing is not None and not nest:
             try:
                 outer = Repo.discover(str(existing))
             except NotGitRepository:
