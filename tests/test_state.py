@@ -4,6 +4,7 @@ concurrent and killed writers; a checked-out branch; stale locks."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -16,6 +17,9 @@ import pytest
 
 from gitgw.errors import BranchCheckedOut, InvalidRecord, NotARepository, StateBranchMissing
 from gitgw.state import StateRepo
+from gitgw.state.pack_index import shared_offset_table
+from gitgw.state.pack_objects import MAX_DEPTH as MAX_DELTA_DEPTH
+from gitgw.state.pack_objects import BaseCache, read_object
 from tests.conftest import git, run_cli
 
 
@@ -325,25 +329,72 @@ def test_a_writer_killed_mid_batch_leaves_every_acknowledged_record(
         repo.commit({"runs/after-kill.yaml": b"x\n"}, "after")
 
 
+def _deltas(repo: Path) -> list[tuple[int, int]]:
+    """(offset, delta depth) of each deltified object in the repository's one pack."""
+    (index,) = (repo / ".git" / "objects" / "pack").glob("*.idx")
+    found = []
+    for line in git("verify-pack", "-v", str(index), cwd=repo).splitlines():
+        fields = line.split()  # sha type size size-in-pack offset [depth base]
+        if len(fields) == 7 and fields[1] in ("blob", "tree", "commit"):
+            found.append((int(fields[4]), int(fields[5])))
+    return found
+
+
 @pytest.mark.parametrize("indexed", [False, True], ids=["index lookups", "offset table"])
-def test_objects_read_straight_from_packs_are_the_objects_dulwich_reads(
-    state_repo: Path, indexed: bool
+@pytest.mark.parametrize("bases", ["offset", "id"])
+def test_objects_read_straight_from_packs_are_the_objects_git_reads(
+    state_repo: Path, indexed: bool, bases: str
 ) -> None:
-    """Plain objects are inflated from the pack by gitgw; deltas (after a repack) go
-    through dulwich; both must give every object exactly as dulwich's store does, found
+    """Whole objects and deltas (after a repack; bases named by offset, as git packs by
+    default, or by id, as in packs made without `repack.useDeltaBaseOffset`) are read
+    from the pack by gitgw itself, and give every object exactly as git does, found
     through the pack's index or through the table `verify` reads it into."""
     with StateRepo.discover(state_repo) as repo:
         body = "a line of notes\n" * 40
         for n in range(12):  # similar files, so that the repack stores deltas
             repo.commit({"README.md": f"# notes\n\n{body}{n}\n".encode()}, f"edit {n}")
-    git("repack", "-adf", "-q", cwd=state_repo)
+    use_offsets = "true" if bases == "offset" else "false"
+    git("-c", f"repack.useDeltaBaseOffset={use_offsets}", "repack", "-adf", "-q", cwd=state_repo)
+    deltas = _deltas(state_repo)
+    assert deltas  # the test reads deltas, not only whole objects ...
+    (index,) = (state_repo / ".git" / "objects" / "pack").glob("*.idx")
+    data, offsets = index.with_suffix(".pack").read_bytes(), shared_offset_table(str(index))
+    assert all(read_object(data, at, offsets, BaseCache()) for at, _ in deltas)  # ... itself
     listing = git("rev-list", "--objects", "--all", cwd=state_repo)
-    shas = [line.split()[0].encode() for line in listing.splitlines() if line.strip()]
+    shas = [line.split()[0] for line in listing.splitlines() if line.strip()]
+    batch = ["git", "cat-file", "--batch"]
+    wanted = ("\n".join(shas) + "\n").encode()
+    expected = subprocess.run(batch, cwd=state_repo, input=wanted, capture_output=True).stdout
     with StateRepo.discover(state_repo) as repo:
         if indexed:
             repo.trees.index_packs()
-        store = repo.dulwich_repo.object_store
+        read = []
         for sha in shas:
-            assert repo.trees.raw(sha) == store.get_raw(sha), sha
+            type_num, raw = repo.trees.raw(sha.encode())
+            kind = {1: "commit", 2: "tree", 3: "blob", 4: "tag"}[type_num]
+            read.append(f"{sha} {kind} {len(raw)}\n".encode() + raw + b"\n")
         with pytest.raises(KeyError):
             repo.trees.raw(b"0" * 40)  # in no pack and not loose
+    assert b"".join(read) == expected
+
+
+def test_deltas_deeper_than_gitgw_reads_are_read_by_dulwich(state_repo: Path) -> None:
+    rng = random.Random(1)
+    lines = [f"line {rng.getrandbits(64):016x}\n" for _ in range(60)]
+    versions = []
+    with StateRepo.discover(state_repo) as repo:
+        for n in range(400):  # each version one line away from the next: chains of deltas
+            lines[rng.randrange(60)] = f"line {n} {rng.getrandbits(64):016x}\n"
+            versions.append("".join(lines).encode())
+            repo.commit({"README.md": versions[-1]}, f"edit {n}")
+    git("repack", "-adf", "-q", "--depth=4095", "--window=10", cwd=state_repo)
+    assert max(depth for _, depth in _deltas(state_repo)) > MAX_DELTA_DEPTH
+    (pack,) = (state_repo / ".git" / "objects" / "pack").glob("*.pack")
+    data = pack.read_bytes()
+    unread = [o for o, d in _deltas(state_repo) if read_object(data, o, None, BaseCache()) is None]
+    assert unread  # the deepest are left to dulwich ...
+    with StateRepo.discover(state_repo) as repo:
+        newest_first = git("log", "--format=%H", "gitgw", cwd=state_repo).split()
+        for commit, version in zip(newest_first, reversed(versions), strict=False):
+            blob = git("rev-parse", f"{commit}:README.md", cwd=state_repo).strip()
+            assert repo.trees.blob(blob.encode()) == version  # ... which reads them

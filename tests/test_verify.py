@@ -13,7 +13,7 @@ from gitgw._clock import default_clock
 from gitgw._yaml import load_record
 from gitgw.concepts.store import Store
 from gitgw.errors import InvalidRecord
-from gitgw.records import ConsentEntry, Handoff, Receipt, render, render_batch
+from gitgw.records import ConsentEntry, Handoff, Receipt, kind_named, render, render_batch
 from gitgw.records.layout import parse_file
 from gitgw.records.run import Run
 from gitgw.services.verify import verify
@@ -74,6 +74,22 @@ def _reasons_both_ways(state_repo: Path) -> dict[str, str]:
     assert shared.problems == here.problems
     assert (shared.files, shared.records) == (here.files, here.records)
     return {problem.path: problem.reason for problem in here.problems}
+
+
+def test_shared_checks_report_what_one_process_reports(state_repo: Path) -> None:
+    """Enough files for many chunks of work: the worker takes them from the front and
+    this process, once its walk is done, from the back; together they report every
+    problem one process alone reports, in the same order."""
+    clock = default_clock()
+    with StateRepo.discover(state_repo) as repo:
+        for commit in range(20):
+            files = {}
+            for n in range(10):  # each a receipt batch: a heavy file, so few make a chunk
+                path = kind_named("receipt").path(id=clock.new_id())
+                files[path] = b"not a receipt %d %d\n" % (commit, n)
+            repo.commit(files, f"bad batches {commit}")
+    reasons = _reasons_both_ways(state_repo)
+    assert len(reasons) == 200
 
 
 def test_an_intact_branch_verifies(state_repo: Path) -> None:

@@ -115,12 +115,14 @@ _second: tuple[int, str] = (-1, "")
 
 
 def _time(moment: datetime) -> str:
-    # format_time's text, with the part up to the second cached (strftime is slow).
+    # format_time's text, with the part up to the second cached (strftime is slow). The
+    # cache is read once: writer threads of two gateways may build receipts at once.
     global _second
     stamp = int(moment.timestamp())
-    if stamp != _second[0]:
-        _second = (stamp, format_time(moment)[:-4])
-    return f"{_second[1]}{moment.microsecond // 1000:03d}Z"
+    cached = _second
+    if stamp != cached[0]:
+        cached = _second = (stamp, format_time(moment)[:-4])
+    return f"{cached[1]}{moment.microsecond // 1000:03d}Z"
 
 
 def _drop_none(data: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,10 @@ Checking a file (read the blob, parse, schema, digest, place) depends only on it
 and its bytes, never on another file, so the files of a long history can be shared
 out among processes and the verdicts put back in history order. The history walk and
 every add-only and rewrite check stay in the calling process; only this part, most of
-a first run's time, is shared out, once there are enough files to gain from it.
+a first run's time, is shared out, once there are enough files to gain from it. The
+calling process is one of the checkers: while it walks, the other processes check what
+it has found so far, and once the walk is done it checks too, taking the chunks no
+other process has started, from the end, so every process is busy until the last.
 
 Workers are forked, so they start in milliseconds with gitgw already imported and
 its validators built; each opens the repository itself rather than sharing the
@@ -74,8 +77,8 @@ def _check_in_worker(where: str, wanted: list[Wanted], secrets: bool) -> list[Ve
 
 
 def default_workers() -> int:
-    """How many processes check files on a large history: the cores, at most four; one
-    where forking is not safe."""
+    """How many processes check files on a large history, this one included: the cores,
+    at most four; one where forking is not safe."""
     if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return 1
     return max(1, min(os.cpu_count() or 1, 4))
@@ -84,8 +87,9 @@ def default_workers() -> int:
 class FileChecks:
     """Files handed in as the walk finds them; verdicts out once the walk is done.
 
-    With one worker every file is checked here when `results` is called. With more,
-    files go out in chunks as they arrive, once there are enough to be worth it.
+    With one worker (this process) every file is checked here when `results` is called.
+    With more, files go out in chunks to `workers - 1` other processes as they arrive,
+    once there are enough to be worth it, and `results` checks those still waiting here.
     """
 
     def __init__(self, repo: StateRepo, secrets: bool, workers: int, threshold: int) -> None:
@@ -95,6 +99,7 @@ class FileChecks:
         self._threshold = threshold
         self._pending: list[Wanted] = []
         self._futures: list[Future[list[Verdict]]] = []
+        self._chunks: list[list[Wanted]] = []  # what each future checks
         self._pool: ProcessPoolExecutor | None = None
         self._seen = 0  # work added so far
         self._pending_work = 0
@@ -115,12 +120,13 @@ class FileChecks:
         if self._pool is None:
             prepare_checks()  # built once here, not in every worker
             self._pool = ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("fork")
+                self._workers - 1, mp_context=multiprocessing.get_context("fork")
             )
         where = str(self._repo.path)
         self._futures.append(
             self._pool.submit(_check_in_worker, where, self._pending, self._secrets)
         )
+        self._chunks.append(self._pending)
         self._pending = []
         self._pending_work = 0
 
@@ -132,8 +138,16 @@ class FileChecks:
         try:
             if self._pending:
                 self._send()
-            for future in self._futures:
-                yield from future.result()
+            # The others take chunks from the front; this process from the back, each one
+            # no other has started (a chunk that cannot be cancelled has begun, and so
+            # has every chunk before it).
+            here: dict[int, list[Verdict]] = {}
+            for index in range(len(self._futures) - 1, -1, -1):
+                if not self._futures[index].cancel():
+                    break
+                here[index] = check_files(self._repo, self._chunks[index], self._secrets)
+            for index, future in enumerate(self._futures):
+                yield from here[index] if index in here else future.result()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
