@@ -64,6 +64,15 @@ def test_interim_answers_are_skipped_for_the_final_one() -> None:
     assert (status, body) == (200, b"{}")
 
 
+def test_the_pool_works_on_uvloop() -> None:
+    """An application may serve gitgw's proxy app on uvloop, whose transports are no
+    subclass of asyncio's."""
+    uvloop = pytest.importorskip("uvloop")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        status, body, _request = runner.run(_post("127.0.0.1", OK))
+    assert (status, body) == (200, b"{}")
+
+
 def test_an_answer_that_ends_after_an_interim_one_is_broken_not_retried() -> None:
     async def post_once() -> None:
         server = _Server(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import cast
 
 __all__ = ["BrokenAnswer", "HttpPool", "PoolResponse"]
 
@@ -56,8 +57,9 @@ class _Connection(asyncio.Protocol):
     # -- asyncio's side ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream connection's transport: asyncio's own, or another loop's (uvloop's is
+        # no subclass of asyncio.Transport) with the same methods.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
