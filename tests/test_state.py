@@ -359,7 +359,7 @@ def test_objects_read_straight_from_packs_are_the_objects_git_reads(
     assert deltas  # the test reads deltas, not only whole objects ...
     (index,) = (state_repo / ".git" / "objects" / "pack").glob("*.idx")
     data, offsets = index.with_suffix(".pack").read_bytes(), shared_offset_table(str(index))
-    assert all(read_object(data, at, offsets, BaseCache()) for at, _ in deltas)  # ... itself
+    assert all(read_object(data, at, offsets, BaseCache(), "p") for at, _ in deltas)  # itself
     listing = git("rev-list", "--objects", "--all", cwd=state_repo)
     shas = [line.split()[0] for line in listing.splitlines() if line.strip()]
     batch = ["git", "cat-file", "--batch"]
@@ -391,10 +391,29 @@ def test_deltas_deeper_than_gitgw_reads_are_read_by_dulwich(state_repo: Path) ->
     assert max(depth for _, depth in _deltas(state_repo)) > MAX_DELTA_DEPTH
     (pack,) = (state_repo / ".git" / "objects" / "pack").glob("*.pack")
     data = pack.read_bytes()
-    unread = [o for o, d in _deltas(state_repo) if read_object(data, o, None, BaseCache()) is None]
+    fresh = BaseCache  # no bases kept from one read to the next
+    unread = [o for o, _ in _deltas(state_repo) if read_object(data, o, None, fresh(), "p") is None]
     assert unread  # the deepest are left to dulwich ...
     with StateRepo.discover(state_repo) as repo:
         newest_first = git("log", "--format=%H", "gitgw", cwd=state_repo).split()
         for commit, version in zip(newest_first, reversed(versions), strict=False):
             blob = git("rev-parse", f"{commit}:README.md", cwd=state_repo).strip()
             assert repo.trees.blob(blob.encode()) == version  # ... which reads them
+
+
+def test_a_pack_cut_short_or_declaring_too_much_is_left_to_dulwich(state_repo: Path) -> None:
+    with StateRepo.discover(state_repo) as repo:
+        for n in range(6):
+            repo.commit({"README.md": ("a line of notes\n" * 40 + f"{n}\n").encode()}, f"{n}")
+    git("repack", "-adf", "-q", cwd=state_repo)
+    (pack,) = (state_repo / ".git" / "objects" / "pack").glob("*.pack")
+    data = pack.read_bytes()
+    deltas = _deltas(state_repo)
+    assert deltas
+    for at, _ in deltas:  # cut inside the header, inside the base's offset, in the data
+        for cut in (at + 1, at + 2, at + 12):
+            assert read_object(data[:cut], at, None, BaseCache(), "p") is None
+    huge = bytes([0xB0 | 0x0F]) + b"\xff" * 12 + b"\x01" + b"x" * 20  # a blob of 2**90 bytes
+    assert read_object(huge, 0, None, BaseCache(), "p") is None
+    with StateRepo.discover(state_repo) as repo:  # the branch still reads through dulwich
+        assert repo.read("README.md", repo.require_head()) is not None

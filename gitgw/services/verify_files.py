@@ -122,13 +122,26 @@ class FileChecks:
             self._pool = ProcessPoolExecutor(
                 self._workers - 1, mp_context=multiprocessing.get_context("fork")
             )
-        where = str(self._repo.path)
-        self._futures.append(
-            self._pool.submit(_check_in_worker, where, self._pending, self._secrets)
-        )
-        self._chunks.append(self._pending)
+        # In chunks of about `_CHUNK` work each: what the walk found before sharing began
+        # (`threshold`) would otherwise be one large chunk for one process.
+        chunk: list[Wanted] = []
+        work = 0
+        for wanted in self._pending:
+            chunk.append(wanted)
+            work += _weight(wanted[1])
+            if work >= _CHUNK:
+                self._submit(chunk)
+                chunk, work = [], 0
+        if chunk:
+            self._submit(chunk)
         self._pending = []
         self._pending_work = 0
+
+    def _submit(self, chunk: list[Wanted]) -> None:
+        assert self._pool is not None
+        where = str(self._repo.path)
+        self._futures.append(self._pool.submit(_check_in_worker, where, chunk, self._secrets))
+        self._chunks.append(chunk)
 
     def results(self) -> Iterator[Verdict]:
         """Every verdict, in the order the files were added."""
@@ -139,8 +152,9 @@ class FileChecks:
             if self._pending:
                 self._send()
             # The others take chunks from the front; this process from the back, each one
-            # no other has started (a chunk that cannot be cancelled has begun, and so
-            # has every chunk before it).
+            # still waiting in the pool. One that cannot be cancelled has been handed to
+            # a worker (the pool hands over a few ahead of its workers), and so has every
+            # chunk before it.
             here: dict[int, list[Verdict]] = {}
             for index in range(len(self._futures) - 1, -1, -1):
                 if not self._futures[index].cancel():

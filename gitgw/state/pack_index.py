@@ -11,9 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from dataclasses import dataclass, field
-
-from gitgw.state.pack_objects import BaseCache
+from dataclasses import dataclass
 
 __all__ = ["PackView", "shared_offset_table"]
 
@@ -22,14 +20,13 @@ _TABLE_LIMIT = 1_000_000  # objects in a pack above which no offset table is mad
 
 @dataclass
 class PackView:
-    """How this store reads one pack: its file mapped, the delta bases it read lately,
-    and (for a bulk reader) a table of every object's offset."""
+    """How this store reads one pack: its file mapped, and (for a bulk reader) a table of
+    every object's offset."""
 
     name: str
     data: mmap.mmap | None = None
     offsets: dict[bytes, int] | None = None
     tabled: bool = False  # a table was asked for (None: this index has none)
-    bases: BaseCache = field(default_factory=BaseCache)  # delta bases read lately
 
 
 def _large(index: bytes, large_at: int, offset: int) -> int:

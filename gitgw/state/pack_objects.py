@@ -31,24 +31,27 @@ MAX_DEPTH = 128  # git's own repacks stop at 50 (--depth); deeper is left to dul
 
 
 class BaseCache:
-    """Objects resolved from deltas or serving as bases, by offset; the least recently
-    used go first once they hold more than `limit` bytes."""
+    """Objects that served as delta bases, by pack and offset; the least recently used
+    go first once they hold more than `limit` bytes (one cache for every pack of a
+    store, so the bound holds however many packs there are)."""
 
     def __init__(self, limit: int = 8 << 20) -> None:
         self.limit = limit
         self.size = 0
-        self._objects: OrderedDict[int, tuple[int, bytes]] = OrderedDict()
+        self._objects: OrderedDict[tuple[str, int], tuple[int, bytes]] = OrderedDict()
 
-    def get(self, offset: int) -> tuple[int, bytes] | None:
-        found = self._objects.get(offset)
+    def get(self, key: tuple[str, int]) -> tuple[int, bytes] | None:
+        """The object cached under `key` (pack name, offset), if any."""
+        found = self._objects.get(key)
         if found is not None:
-            self._objects.move_to_end(offset)
+            self._objects.move_to_end(key)
         return found
 
-    def put(self, offset: int, found: tuple[int, bytes]) -> None:
-        if offset in self._objects or len(found[1]) > self.limit // 4:
+    def put(self, key: tuple[str, int], found: tuple[int, bytes]) -> None:
+        """Keep `found` under `key` (not an object over a quarter of the limit)."""
+        if key in self._objects or len(found[1]) > self.limit // 4:
             return
-        self._objects[offset] = found
+        self._objects[key] = found
         self.size += len(found[1])
         while self.size > self.limit:
             _, (_, dropped) = self._objects.popitem(last=False)
@@ -71,10 +74,27 @@ def read_object(
     offset: int,
     offsets: Mapping[bytes, int] | None,
     cache: BaseCache,
-    depth: int = 0,
+    pack: str,
 ) -> tuple[int, bytes] | None:
-    """(type number, raw bytes) of the object at `offset` of the pack `data`, or None
-    where dulwich should read it. `offsets` finds a base named by id in this pack."""
+    """(type number, raw bytes) of the object at `offset` of the pack `data` (named
+    `pack` in the cache), or None where dulwich should read it. `offsets` finds a base
+    named by id in this pack."""
+    try:
+        return _read(data, offset, offsets, cache, pack, 0)
+    except (IndexError, OverflowError, MemoryError):
+        # A pack cut short, or a header declaring more than can be: dulwich reads it, or
+        # says what is wrong with it, as it always has.
+        return None
+
+
+def _read(
+    data: mmap.mmap | bytes,
+    offset: int,
+    offsets: Mapping[bytes, int] | None,
+    cache: BaseCache,
+    pack: str,
+    depth: int,
+) -> tuple[int, bytes] | None:
     byte = data[offset]
     type_num, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, offset + 1
     while byte & 0x80:  # the size goes on, seven bits a byte
@@ -99,12 +119,12 @@ def read_object(
         return None
     if base_at is None or base_at < 0:
         return None
-    base = cache.get(base_at)
+    base = cache.get((pack, base_at))
     if base is None:
-        base = read_object(data, base_at, offsets, cache, depth + 1)
+        base = _read(data, base_at, offsets, cache, pack, depth + 1)
         if base is None:
             return None
-        cache.put(base_at, base)
+        cache.put((pack, base_at), base)
     delta = _inflate(data, pos, size)
     if delta is None:
         return None

@@ -32,7 +32,7 @@ from dulwich.objects import Blob, Commit, ObjectID, RawObjectID, ShaFile, Tree, 
 from dulwich.pack import Pack, PackFileDisappeared
 
 from gitgw.state.pack_index import PackView, shared_offset_table
-from gitgw.state.pack_objects import read_object
+from gitgw.state.pack_objects import BaseCache, read_object
 
 __all__ = ["DIR_MODE", "FILE_MODE", "Entries", "TreeStore", "nest_changes"]
 
@@ -125,6 +125,7 @@ class TreeStore:
         self._recent: dict[bytes, tuple[int, bytes]] = {}
         self._pack_lock = threading.Lock()
         self._views: dict[int, PackView] = {}  # by id() of a pack in self._packs
+        self._bases = BaseCache()  # delta bases read lately, from any pack
         # What this store wrote as loose objects, for the writer's housekeeping.
         self.loose_written = 0
         self.loose_bytes_written = 0
@@ -198,7 +199,7 @@ class TreeStore:
                 return pack.get_raw(binary)
             with open(os.path.join(self._objects_dir, "pack", view.name), "rb") as handle:
                 data = view.data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        found = read_object(data, offset, view.offsets, view.bases)
+        found = read_object(data, offset, view.offsets, self._bases, view.name)
         return found if found is not None else pack.get_raw(binary)
 
     def _known_packs(self) -> list[Pack]:
