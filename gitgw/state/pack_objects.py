@@ -3,14 +3,16 @@
 A whole object is its header and one zlib stream, inflated here in one call. A delta
 (what `git gc` and `git repack` make of most objects) names its base by offset or by
 id; the base is read the same way, and the delta applied to it with dulwich's C
-`apply_delta`. Resolved objects are kept, by offset, in a cache bounded by bytes: a
-reader going through history meets the same bases again and again (each version of a
-tree or a record is stored as a delta against a neighbour), and dulwich's general reader,
-which resolved each chain from its start, cost about eight times as much per delta.
+`apply_delta`. The bases are kept, by pack and offset, in one cache per store bounded
+by bytes: a reader going through history meets the same bases again and again (each
+version of a tree or a record is stored as a delta against a neighbour), and dulwich's
+general reader, which resolved each chain from its start, cost about eight times as
+much per delta.
 
 Anything unusual (a chain deeper than git makes, a base in another pack, data that does
-not come out at the size its header says) returns None: the caller reads it through
-dulwich, which reads it or raises as it always has.
+not come out at the size its header says, a pack cut short, a header declaring more
+than memory holds) returns None: the caller reads it through dulwich, which reads it or
+says what is wrong with it, as it always has.
 """
 
 from __future__ import annotations
