@@ -29,7 +29,7 @@ from gitgw.proxy.errors import error_body, error_response
 from gitgw.proxy.keys import GATEWAY, METRICS
 from gitgw.proxy.transport import FAILURES, Answer, UpstreamFailure, failure, post, read_timeout
 from gitgw.services.gateway import Attempt, Outcome, Prepared
-from gitgw.services.gateway_request import because
+from gitgw.services.gateway_request import because, unsupported_protocol
 
 __all__ = ["Call", "call_routes"]
 
@@ -120,10 +120,8 @@ async def call_routes(call: Call) -> tuple[web.StreamResponse, Outcome]:
             call.failed.append(Attempt(route.provider, route.model, f"key: {env} is not set"))
             metrics.fallbacks.labels(route.provider, "key").inc()
             continue
-        if route.config.protocol != "openai":
-            reason = (
-                f"protocol: the proxy speaks only OpenAI to upstreams, not {route.config.protocol}"
-            )
+        reason = unsupported_protocol(route.config)
+        if reason is not None:
             call.failed.append(Attempt(route.provider, route.model, reason))
             metrics.fallbacks.labels(route.provider, "protocol").inc()
             continue

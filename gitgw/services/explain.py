@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from gitgw.concepts.router import Health, Plan, Refusal
 from gitgw.records.config import Candidate, GatewayConfig
 from gitgw.services.gateway import Gateway
-from gitgw.services.gateway_request import RequestError, because, prepare_request, too_large
+from gitgw.services.gateway_request import (
+    RequestError,
+    because,
+    prepare_request,
+    too_large,
+    unsupported_protocol,
+)
 
 __all__ = ["CandidateVerdict", "Explanation", "explain"]
 
@@ -116,13 +122,11 @@ def explain(
             verdict, reason = "rejected", f"{rejected[key].kind}: {rejected[key].reason}"
         elif key in allowed:
             env = provider.api_key_env
+            unspoken = unsupported_protocol(provider)  # as the proxy's `call_routes` skips it
             if env and not os.environ.get(env):
                 verdict, reason = "skipped", f"key: {env} is not set"
-            elif provider.protocol != "openai":  # as the proxy's `call_routes` skips it
-                verdict = "skipped"
-                reason = (
-                    f"protocol: the proxy speaks only OpenAI to upstreams, not {provider.protocol}"
-                )
+            elif unspoken is not None:
+                verdict, reason = "skipped", unspoken
             else:
                 assert plan is not None
                 verdict, reason = "allowed", _allowed_reason(provider.location, env, plan, key)

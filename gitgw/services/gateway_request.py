@@ -25,6 +25,7 @@ from gitgw.concepts.router import ConsentCheck, Health, Plan, Refusal, Route, Un
 from gitgw.concepts.trust import MAX_DEPTH, Classification, Classifier, request_texts
 from gitgw.errors import GitgwError
 from gitgw.records import GatewayConfig
+from gitgw.records.config import ProviderConfig
 from gitgw.records.receipt import Usage
 from gitgw.services.request_body import parse_body, with_model
 
@@ -38,6 +39,7 @@ __all__ = [
     "because",
     "prepare_request",
     "too_large",
+    "unsupported_protocol",
 ]
 
 ENDPOINT = "/v1/chat/completions"
@@ -137,6 +139,14 @@ def because(classification: Classification) -> str:
         declared = f"declared {classification.declared} by the client"
         return f"{declared}; {detected}" if detected else declared
     return detected or "the default level"
+
+
+def unsupported_protocol(provider: ProviderConfig) -> str | None:
+    """Why the proxy skips a candidate of `provider` for the protocol it speaks, or None
+    (it speaks only OpenAI's to upstreams)."""
+    if provider.protocol == "openai":
+        return None
+    return f"protocol: the proxy speaks only OpenAI to upstreams, not {provider.protocol}"
 
 
 def too_large(size: int, limit: int) -> RequestError:

@@ -76,7 +76,7 @@ def init_state(path: Path, branch: str, example: bool = False, nest: bool = Fals
             )
         tracking = sorted(repo.tracking_refs())
         if tracking:  # a new, unrelated branch would be merged over the team's on sync
-            remote = tracking[0].removeprefix("refs/remotes/").removesuffix("/" + branch)
+            remote = repo.remote_of(tracking[0])
             named = "" if branch == DEFAULT_BRANCH else f" --branch {branch}"
             raise StateBranchExists(
                 f"{remote} already has a state branch {branch!r} ({tracking[0]})",

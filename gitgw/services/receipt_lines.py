@@ -116,7 +116,7 @@ _second: tuple[int, str] = (-1, "")
 
 def _time(moment: datetime) -> str:
     # format_time's text, with the part up to the second cached (strftime is slow). The
-    # cache is read once: writer threads of two gateways may build receipts at once.
+    # cache is read once: threads (the proxy's loop, the daemon's runs) build receipts.
     global _second
     stamp = int(moment.timestamp())
     cached = _second

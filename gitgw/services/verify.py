@@ -305,8 +305,9 @@ def _check_witnesses(repo: StateRepo, head: str, history: set[str], report: Repo
         report.witnesses += 1
         if sha in history:
             continue
-        if source.startswith("refs/remotes/"):
-            report.problems.extend(_remote_rewrites(repo, head, sha, source))
+        remote = repo.remote_of(source)
+        if remote is not None:
+            report.problems.extend(_remote_rewrites(repo, head, sha, remote))
             continue
         if not repo.has_object(sha):  # the branch was there once; its commits were pruned
             report.problems.append(
@@ -348,14 +349,13 @@ def _lost_records(
     return lost
 
 
-def _remote_rewrites(repo: StateRepo, head: str, tracked: str, source: str) -> list[Problem]:
+def _remote_rewrites(repo: StateRepo, head: str, tracked: str, remote: str) -> list[Problem]:
     """What a remote's head that the branch has not taken in yet shows of a rewrite.
 
     Being ahead (or apart, before a sync) is no rewrite. A remote head that no longer
     descends from the one `gitgw sync` last took in from that remote is (the records
     that head held and this one lacks or changed are named); and a record it holds with
     other content than the branch is a modification on one side or the other."""
-    remote = source.removeprefix("refs/remotes/").removesuffix("/" + repo.branch)
     if not repo.has_object(tracked):
         return []
     ours, theirs = repo.tree_of(head), repo.tree_of(tracked)

@@ -71,67 +71,70 @@ def _inflate(data: mmap.mmap | bytes, pos: int, size: int) -> bytes | None:
     return raw if len(raw) == size else None
 
 
-def read_object(
-    data: mmap.mmap | bytes,
-    offset: int,
-    offsets: Mapping[bytes, int] | None,
-    cache: BaseCache,
-    pack: str,
-) -> tuple[int, bytes] | None:
-    """(type number, raw bytes) of the object at `offset` of the pack `data` (named
-    `pack` in the cache), or None where dulwich should read it. `offsets` finds a base
-    named by id in this pack."""
-    try:
-        return _read(data, offset, offsets, cache, pack, 0)
-    except (IndexError, OverflowError, MemoryError):
-        # A pack cut short, or a header declaring more than can be: dulwich reads it, or
-        # says what is wrong with it, as it always has.
-        return None
-
-
-def _read(
-    data: mmap.mmap | bytes,
-    offset: int,
-    offsets: Mapping[bytes, int] | None,
-    cache: BaseCache,
-    pack: str,
-    depth: int,
-) -> tuple[int, bytes] | None:
+def _header(data: mmap.mmap | bytes, offset: int) -> tuple[int, int, int]:
+    # An object's type, its (inflated) size, and where what follows the header starts.
     byte = data[offset]
     type_num, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, offset + 1
     while byte & 0x80:  # the size goes on, seven bits a byte
         byte = data[pos]
         size |= (byte & 0x7F) << shift
         shift, pos = shift + 7, pos + 1
-    if type_num in _WHOLE:
-        raw = _inflate(data, pos, size)
-        return None if raw is None else (type_num, raw)
-    if depth >= MAX_DEPTH:
-        return None
+    return type_num, size, pos
+
+
+def _base(
+    data: mmap.mmap | bytes,
+    type_num: int,
+    offset: int,
+    pos: int,
+    offsets: Mapping[bytes, int] | None,
+) -> tuple[int | None, int]:
+    # A delta's base (its offset in this pack, None if not found) and where the delta's
+    # zlib stream starts.
     if type_num == _OFS_DELTA:
         byte = data[pos]
         distance, pos = byte & 0x7F, pos + 1
         while byte & 0x80:  # git's offset encoding: each further byte adds one first
             byte = data[pos]
             distance, pos = ((distance + 1) << 7) | (byte & 0x7F), pos + 1
-        base_at: int | None = offset - distance
-    elif type_num == _REF_DELTA and offsets is not None:
-        base_at, pos = offsets.get(bytes(data[pos : pos + 20])), pos + 20
-    else:
-        return None
-    if base_at is None or base_at < 0:
-        return None
-    base = cache.get((pack, base_at))
-    if base is None:
-        base = _read(data, base_at, offsets, cache, pack, depth + 1)
-        if base is None:
-            return None
-        cache.put((pack, base_at), base)
-    delta = _inflate(data, pos, size)
-    if delta is None:
-        return None
+        return (offset - distance if distance <= offset else None), pos
+    if type_num == _REF_DELTA and offsets is not None:
+        return offsets.get(bytes(data[pos : pos + 20])), pos + 20
+    return None, pos
+
+
+def read_object(
+    data: mmap.mmap | bytes,
+    offset: int,
+    offsets: Mapping[bytes, int] | None,
+    cache: BaseCache,
+    pack: str,
+    depth: int = 0,
+) -> tuple[int, bytes] | None:
+    """(type number, raw bytes) of the object at `offset` of the pack `data` (named
+    `pack` in the cache), or None where dulwich should read it. `offsets` finds a base
+    named by id in this pack; `depth` is how many deltas down this read is."""
     try:
-        raw = b"".join(apply_delta(base[1], delta))
+        type_num, size, pos = _header(data, offset)
+        if type_num in _WHOLE:
+            raw = _inflate(data, pos, size)
+            return None if raw is None else (type_num, raw)
+        base_at, pos = _base(data, type_num, offset, pos, offsets)
+        if base_at is None or depth >= MAX_DEPTH:
+            return None
+        base = cache.get((pack, base_at))
+        if base is None:
+            base = read_object(data, base_at, offsets, cache, pack, depth + 1)
+            if base is None:
+                return None
+            cache.put((pack, base_at), base)
+        delta = _inflate(data, pos, size)
+        if delta is None:
+            return None
+        return base[0], b"".join(apply_delta(base[1], delta))
     except ApplyDeltaError:  # a delta that does not fit its base
         return None
-    return base[0], raw
+    except (IndexError, OverflowError, MemoryError):
+        # A pack cut short, or a header declaring more than can be: dulwich reads it, or
+        # says what is wrong with it, as it always has.
+        return None

@@ -519,6 +519,14 @@ class StateRepo:
             seen.setdefault(target, ref_name)
         return list(seen.items())
 
+    def remote_of(self, ref_name: str) -> str | None:
+        """The remote whose tracking ref of the state branch `ref_name` is
+        (`refs/remotes/<remote>/<branch>`), or None for any other name."""
+        suffix = "/" + self.branch
+        if ref_name.startswith("refs/remotes/") and ref_name.endswith(suffix):
+            return ref_name[len("refs/remotes/") : -len(suffix)] or None
+        return None
+
     def tracking_refs(self) -> dict[str, str]:
         """The remote-tracking refs of the state branch (`refs/remotes/*/<branch>`) and
         the commit each points at."""
