@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -522,6 +523,63 @@ def test_every_receipt_line_the_proxy_writes_is_canonical_and_verifies(
     usages = [json.loads(line).get("usage") for line in lines]
     assert {"total_tokens": 8, "prompt_tokens": 5} in usages
     assert {"prompt_tokens": 3} in usages
+
+
+def test_a_receipt_recorded_on_any_thread_is_on_the_branch_when_its_flush_returns(
+    state_repo: Path,
+) -> None:
+    # `record()` only queues a receipt; whoever seals first builds it. A flush must still
+    # wait for the receipts recorded before it, even while another thread is building
+    # them, and none may be written twice or lost.
+    write_config(state_repo, "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")
+    gateway = Gateway(StateRepo.discover(state_repo))
+    body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    stop = threading.Event()
+    missing: list[str] = []
+    recorded: list[str] = []
+
+    def sealer() -> None:
+        while not stop.wait(0.0005):
+            gateway.seal()
+
+    def on_branch() -> list[str]:
+        with StateRepo.discover(state_repo) as repo:
+            return [
+                json.loads(line)["id"]
+                for path, _ in repo.walk("receipts")
+                for line in jsonl_lines((repo.read(path) or b"").decode("utf-8"))
+            ]
+
+    def producer() -> None:
+        for _round in range(3):
+            ids = []
+            for _ in range(10):
+                prepared = gateway.prepare(body.encode(), None)
+                route = prepared.plan.routes[0] if prepared.plan and prepared.plan.routes else None
+                ids.append(gateway.record(prepared, Outcome("ok", route=route)))
+            gateway.flush()
+            written = set(on_branch())
+            missing.extend(i for i in ids if i not in written)
+            recorded.extend(ids)
+
+    sealers = [threading.Thread(target=sealer) for _ in range(2)]
+    producers = [threading.Thread(target=producer) for _ in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads change hands inside seal(), not only between
+    try:
+        for thread in sealers + producers:
+            thread.start()
+        for thread in producers:
+            thread.join()
+    finally:
+        stop.set()
+        sys.setswitchinterval(interval)
+    for thread in sealers:
+        thread.join()
+    gateway.close()
+    assert missing == []
+    assert len(recorded) == 4 * 3 * 10
+    assert sorted(on_branch()) == sorted(recorded)  # each once
 
 
 def test_a_receipt_that_cannot_be_built_falls_back_to_one_without_the_requests_text(

@@ -1,9 +1,9 @@
 """The proxy's endpoints: chat completions, models, health and metrics.
 
 Every chat completion response, answered or refused, carries `x-gitgw-receipt` (the
-id of its receipt) and `x-gitgw-overhead-ms` (gitgw's own time). The receipt is built
-and handed to the batching writer after the response has been sent, and the handler
-never waits for it to be committed.
+id of its receipt) and `x-gitgw-overhead-ms` (gitgw's own time). The receipt is queued
+after the response has been sent (`Gateway.record`), built while a later request waits
+for its upstream, and the handler never waits for it to be committed.
 """
 
 from __future__ import annotations

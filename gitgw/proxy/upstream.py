@@ -17,6 +17,7 @@ upstream model name; the answer comes back byte for byte, usage included.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -159,6 +160,10 @@ async def _attempt(call: Call, route: Route, key: str | None) -> tuple[web.Strea
     base = route.config.base_url
     payload = call.prepared.upstream_body(route.model)
     headers = _HEADERS if not key else {**_HEADERS, "Authorization": f"Bearer {key}"}
+    # Earlier requests' receipts are built while this one is with the upstream: the
+    # callback runs once the request is written and the loop has only that to wait for.
+    # (That time counts as the upstream's in this request's `x-gitgw-overhead-ms`.)
+    asyncio.get_running_loop().call_soon(app[GATEWAY].seal)
     started = time.perf_counter()
     try:
         answer = await post(app, base, payload, headers)

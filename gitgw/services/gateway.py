@@ -63,6 +63,9 @@ __all__ = [
 ]
 
 DEFAULT_COOLDOWN_S = 10.0
+# Receipts recorded and not yet built (each holds its request's body): beyond this many,
+# `record()` builds them itself rather than wait for an upstream call to hide them in.
+_UNSEALED_MAX = 32
 
 log = logging.getLogger("gitgw.proxy")
 
@@ -164,6 +167,8 @@ class Gateway:
         self.consent = ConsentLedger(repo)
         self._writer: BatchWriter | None = None
         self.on_batch: Callable[[int, Future[str]], None] | None = None
+        self._unsealed: deque[tuple[Loaded, Prepared, Outcome]] = deque()
+        self._seal_lock = threading.Lock()
         self._lines: deque[str] = deque()  # receipts built, not yet handed over
         self._hand_over_lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -273,31 +278,56 @@ class Gateway:
         )
 
     def record(self, prepared: Prepared | None, outcome: Outcome) -> str:
-        """Build the receipt of one request and queue it; its id, at once.
+        """Queue the receipt of one request; its id, at once.
 
-        Nothing is written here: `hand_over()` (which the proxy runs every 0.5 s, and
-        `flush()` runs first) gives the queued receipts to the batching writer as one
-        batch file, so a busy proxy makes two commits a second, not one per request.
+        Nothing is written here, and the receipt of a prepared request is not even
+        built: `seal()` builds what is queued, and the proxy runs it while it waits for
+        an upstream, so a receipt costs a request nothing on a busy machine's critical
+        path. `hand_over()` (which the proxy runs every 0.5 s, and `flush()` runs first)
+        seals what is left and gives the lines to the batching writer as one batch file,
+        so a busy proxy makes two commits a second, not one per request.
         """
-        if prepared is not None:
-            outcome.receipt_id = prepared.receipt_id
-        elif outcome.receipt_id is None:
-            outcome.receipt_id = self.clock.new_id()
+        if prepared is None:
+            if outcome.receipt_id is None:
+                outcome.receipt_id = self.clock.new_id()
+            self._lines.append(self._line(self.loaded, None, outcome))  # its time is now
+            return outcome.receipt_id
+        outcome.receipt_id = prepared.receipt_id
+        self._unsealed.append((self.loaded, prepared, outcome))
+        if len(self._unsealed) >= _UNSEALED_MAX:  # nothing waits on an upstream: do it now
+            self.seal()
+        return prepared.receipt_id
+
+    def seal(self) -> int:
+        """Build the lines of the receipts queued by `record()`; how many.
+
+        Under a lock, so that once any caller's `seal()` returns, every receipt recorded
+        before it was called is a line waiting for `hand_over()`.
+        """
+        unsealed = self._unsealed
+        with self._seal_lock:
+            count = 0
+            while unsealed:
+                loaded, prepared, outcome = unsealed.popleft()
+                self._lines.append(self._line(loaded, prepared, outcome))
+                count += 1
+            return count
+
+    def _line(self, loaded: Loaded, prepared: Prepared | None, outcome: Outcome) -> str:
         try:
-            line = receipt_line(self.loaded, prepared, outcome, self.clock)
+            return receipt_line(loaded, prepared, outcome, self.clock)
         except Exception as exc:  # a bug; the request still leaves a receipt
             log.exception("could not build the receipt of %s", outcome.receipt_id)
-            line = fallback_line(self.loaded, prepared, outcome, self.clock, exc)
-        self._lines.append(line)
-        return outcome.receipt_id
+            return fallback_line(loaded, prepared, outcome, self.clock, exc)
 
     @property
     def pending(self) -> int:
-        """Receipts queued and not yet handed to the writer."""
-        return len(self._lines)
+        """Receipts recorded and not yet handed to the writer."""
+        return len(self._unsealed) + len(self._lines)
 
     def hand_over(self) -> int:
-        """Give the queued receipts to the writer as one batch file; how many."""
+        """Give the recorded receipts to the writer as one batch file; how many."""
+        self.seal()
         with self._hand_over_lock:
             lines = []
             while self._lines:
