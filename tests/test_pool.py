@@ -104,3 +104,44 @@ def test_an_ipv6_upstream_gets_a_bracketed_host_header() -> None:
     assert status == 200
     host = next(line for line in request.split(b"\r\n") if line.startswith(b"Host:"))
     assert host.startswith(b"Host: [::1]:")
+
+
+def test_on_sent_runs_once_the_request_has_reached_the_upstream() -> None:
+    # The proxy builds earlier receipts in `on_sent`: it must run after the request is
+    # written, while the upstream works, never before (it would delay the request).
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    body = b'{"model": "m", "messages": []}'
+    accepted: list[socket.socket] = []
+    seen: list[bytes] = []
+
+    def on_sent() -> None:
+        # The loop is held here, so it writes nothing more: the request must be there.
+        connection = listener.accept()[0]  # connected before the request was written
+        accepted.append(connection)
+        connection.settimeout(0.5)
+        data = b""
+        while not data.endswith(body):
+            data += connection.recv(65536)
+        seen.append(data)
+        connection.sendall(OK)
+
+    async def main() -> tuple[int, bytes]:
+        pool = HttpPool(1.0, 2.0)
+        try:
+            response = await pool.post("127.0.0.1", port, "/v1/x", body, {}, on_sent)
+            answer = await response.read()
+            response.release()
+            return response.status, answer
+        finally:
+            await pool.close()
+
+    try:
+        assert asyncio.run(main()) == (200, b"{}")
+    finally:
+        for connection in accepted:
+            connection.close()
+        listener.close()
+    assert len(seen) == 1
+    assert seen[0].startswith(b"POST /v1/x HTTP/1.1\r\n")

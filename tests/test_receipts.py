@@ -565,7 +565,7 @@ def test_a_receipt_recorded_on_any_thread_is_on_the_branch_when_its_flush_return
     sealers = [threading.Thread(target=sealer) for _ in range(2)]
     producers = [threading.Thread(target=producer) for _ in range(4)]
     interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads change hands inside seal(), not only between
+    sys.setswitchinterval(1e-5)  # threads change hands inside seal(), not only between
     try:
         for thread in sealers + producers:
             thread.start()
@@ -580,6 +580,29 @@ def test_a_receipt_recorded_on_any_thread_is_on_the_branch_when_its_flush_return
     assert missing == []
     assert len(recorded) == 4 * 3 * 10
     assert sorted(on_branch()) == sorted(recorded)  # each once
+
+
+def test_a_receipt_that_cannot_be_built_at_all_does_not_cost_the_others_theirs(
+    state_repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bug that breaks even the fallback line (here an outcome no JSON can hold) loses
+    # that one receipt, loudly; the receipts queued with it still reach the branch.
+    write_config(state_repo, "http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")
+    gateway = Gateway(StateRepo.discover(state_repo))
+    body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+    before = gateway.record(gateway.prepare(body.encode(), None), Outcome("ok"))
+    broken = gateway.record(gateway.prepare(body.encode(), None), Outcome(object()))  # type: ignore[arg-type]
+    after = gateway.record(gateway.prepare(body.encode(), None), Outcome("refused"))
+    gateway.flush()
+    gateway.close()
+    with StateRepo.discover(state_repo) as repo:
+        ids = [
+            json.loads(line)["id"]
+            for path, _ in repo.walk("receipts")
+            for line in jsonl_lines((repo.read(path) or b"").decode("utf-8"))
+        ]
+    assert sorted(ids) == sorted([before, after])
+    assert f"lost the receipt of {broken}" in caplog.text
 
 
 def test_a_receipt_that_cannot_be_built_falls_back_to_one_without_the_requests_text(

@@ -101,7 +101,10 @@ async def _receipts(app: web.Application) -> AsyncIterator[None]:
     async def hand_over() -> None:
         while True:
             await asyncio.sleep(HAND_OVER_S)
-            gateway.hand_over()  # joins the lines and queues one file: no waiting
+            try:
+                gateway.hand_over()  # builds the lines and queues one file: no waiting
+            except Exception:  # a bug: keep handing over what later requests leave
+                log.exception("could not hand the queued receipts to the writer")
 
     task = asyncio.create_task(hand_over(), name="gitgw-hand-over-receipts")
     yield

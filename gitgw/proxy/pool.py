@@ -24,7 +24,7 @@ new connection: the upstream never saw the first attempt.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import cast
 
 __all__ = ["BrokenAnswer", "HttpPool", "PoolResponse"]
@@ -266,9 +266,19 @@ class HttpPool:
         self._closed = False
 
     async def post(
-        self, host: str, port: int, path: str, body: bytes, headers: Mapping[str, str]
+        self,
+        host: str,
+        port: int,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        on_sent: Callable[[], object] | None = None,
     ) -> PoolResponse:
-        """POST `body` to http://host:port/path; the answer once its head has arrived."""
+        """POST `body` to http://host:port/path; the answer once its head has arrived.
+
+        `on_sent` is scheduled on the event loop once the request is written: work that
+        can be done while the upstream works on it.
+        """
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6: [::1]
         head = [f"POST {path} HTTP/1.1", f"Host: {authority}"]
         head += [f"{name}: {value}" for name, value in headers.items()]
@@ -277,12 +287,12 @@ class HttpPool:
         connection = self._take((host, port))
         if connection is not None:
             try:
-                return await self._exchange(connection, request)
+                return await self._exchange(connection, request, on_sent)
             except _NoAnswer:
                 pass  # closed while idle: the upstream never saw this request; once more
         connection = await self._connect((host, port))
         try:
-            return await self._exchange(connection, request)
+            return await self._exchange(connection, request, on_sent)
         except _NoAnswer as nothing:
             if nothing.error is not None:
                 raise nothing.error from None
@@ -296,9 +306,13 @@ class HttpPool:
             )
         return connection
 
-    async def _exchange(self, connection: _Connection, request: bytes) -> PoolResponse:
+    async def _exchange(
+        self, connection: _Connection, request: bytes, on_sent: Callable[[], object] | None
+    ) -> PoolResponse:
         assert connection.transport is not None
         connection.transport.write(request)
+        if on_sent is not None:
+            asyncio.get_running_loop().call_soon(on_sent)
         answered = False  # an interim answer came: the upstream has seen the request
         while True:
             lines = await self._head(connection, answered)

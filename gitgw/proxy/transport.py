@@ -9,7 +9,7 @@ on, and whether the upstream answered something broken (a 502) or nothing (a 503
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -102,12 +102,20 @@ def failure(exc: BaseException, base_url: str, timeout: float) -> UpstreamFailur
 
 
 async def post(
-    app: web.Application, base_url: str, payload: bytes, headers: Mapping[str, str]
+    app: web.Application,
+    base_url: str,
+    payload: bytes,
+    headers: Mapping[str, str],
+    on_sent: Callable[[], object] | None = None,
 ) -> Answer:
-    """POST `payload` to the chat completions endpoint under `base_url`."""
+    """POST `payload` to the chat completions endpoint under `base_url`.
+
+    `on_sent` runs on the loop once a plain-HTTP request is written (an HTTPS session
+    writes its body on a task of its own, so there it is not run).
+    """
     scheme, host, port, path, url = _target(base_url)
     if scheme == "http":
-        return await app[POOL].post(host, port, path, payload, headers)
+        return await app[POOL].post(host, port, path, payload, headers, on_sent)
     response = await app[SESSION].post(url, data=payload, headers=headers)
     return _SessionAnswer(response)
 

@@ -17,7 +17,6 @@ upstream model name; the answer comes back byte for byte, usage included.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -160,13 +159,11 @@ async def _attempt(call: Call, route: Route, key: str | None) -> tuple[web.Strea
     base = route.config.base_url
     payload = call.prepared.upstream_body(route.model)
     headers = _HEADERS if not key else {**_HEADERS, "Authorization": f"Bearer {key}"}
-    # Earlier requests' receipts are built while this one is with the upstream: the
-    # callback runs once the request is written and the loop has only that to wait for.
-    # (That time counts as the upstream's in this request's `x-gitgw-overhead-ms`.)
-    asyncio.get_running_loop().call_soon(app[GATEWAY].seal)
     started = time.perf_counter()
     try:
-        answer = await post(app, base, payload, headers)
+        # Earlier requests' receipts are built while this one is with the upstream, once
+        # it is written (that time counts as the upstream's in `x-gitgw-overhead-ms`).
+        answer = await post(app, base, payload, headers, app[GATEWAY].seal_if_free)
     except FAILURES as exc:
         call.upstream_s += time.perf_counter() - started
         raise failure(exc, base, read_timeout(app)) from None
