@@ -297,7 +297,7 @@ class Gateway:
         outcome.receipt_id = prepared.receipt_id
         self._unsealed.append((self.loaded, prepared, outcome))
         if len(self._unsealed) >= _UNSEALED_MAX:  # nothing waits on an upstream: do it now
-            self.seal()
+            self.seal_if_free()  # (a thread that is sealing builds these too)
         return prepared.receipt_id
 
     def seal(self) -> int:
