@@ -284,8 +284,8 @@ class Gateway:
 
         Nothing is written here, and the receipt of a prepared request is not even
         built: `seal()` builds what is queued, and the proxy runs it while it waits for
-        an upstream, so a receipt costs a request nothing on a busy machine's critical
-        path. `hand_over()` (which the proxy runs every 0.5 s, and `flush()` runs first)
+        an upstream, so that work overlaps the upstream's rather than delaying the next
+        request. `hand_over()` (which the proxy runs every 0.5 s, and `flush()` runs first)
         seals what is left and gives the lines to the batching writer as one batch file,
         so a busy proxy makes two commits a second, not one per request.
         """
@@ -300,35 +300,33 @@ class Gateway:
             self.seal_if_free()  # (a thread that is sealing builds these too)
         return prepared.receipt_id
 
-    def seal(self) -> int:
-        """Build the lines of the receipts queued by `record()`; how many.
+    def seal(self) -> None:
+        """Build the lines of the receipts queued by `record()`.
 
         Under a lock, so that once any caller's `seal()` returns, every receipt recorded
         before it was called is a line, waiting for `hand_over()` or already handed over.
         """
         with self._seal_lock:
-            return self._seal_queued()
+            self._seal_queued()
 
-    def seal_if_free(self) -> int:
+    def seal_if_free(self) -> None:
         """`seal()`, unless another thread is sealing now (it builds what is queued): for
         the event loop, which must not wait on a worker thread."""
         if not self._seal_lock.acquire(blocking=False):
-            return 0
+            return
         try:
-            return self._seal_queued()
+            self._seal_queued()
         finally:
             self._seal_lock.release()
 
-    def _seal_queued(self) -> int:
-        unsealed, count = self._unsealed, 0
+    def _seal_queued(self) -> None:
+        unsealed = self._unsealed
         while unsealed:
             loaded, prepared, outcome = unsealed.popleft()
             try:
                 self._lines.append(self._line(loaded, prepared, outcome))
             except Exception:  # even the fallback failed: the others still get theirs
                 log.exception("lost the receipt of %s", outcome.receipt_id)
-            count += 1
-        return count
 
     def _line(self, loaded: Loaded, prepared: Prepared | None, outcome: Outcome) -> str:
         try:
@@ -336,11 +334,6 @@ class Gateway:
         except Exception as exc:  # a bug; the request still leaves a receipt
             log.exception("could not build the receipt of %s", outcome.receipt_id)
             return fallback_line(loaded, prepared, outcome, self.clock, exc)
-
-    @property
-    def pending(self) -> int:
-        """Receipts recorded and not yet handed to the writer."""
-        return len(self._unsealed) + len(self._lines)
 
     def hand_over(self) -> int:
         """Give the recorded receipts to the writer as one batch file; how many."""

@@ -98,8 +98,7 @@ class FileChecks:
         self._workers = workers
         self._threshold = threshold
         self._pending: list[Wanted] = []
-        self._futures: list[Future[list[Verdict]]] = []
-        self._chunks: list[list[Wanted]] = []  # what each future checks
+        self._sent: list[tuple[Future[list[Verdict]], list[Wanted]]] = []  # and what each checks
         self._pool: ProcessPoolExecutor | None = None
         self._seen = 0  # work added so far
         self._pending_work = 0
@@ -140,8 +139,7 @@ class FileChecks:
     def _submit(self, chunk: list[Wanted]) -> None:
         assert self._pool is not None
         where = str(self._repo.path)
-        self._futures.append(self._pool.submit(_check_in_worker, where, chunk, self._secrets))
-        self._chunks.append(chunk)
+        self._sent.append((self._pool.submit(_check_in_worker, where, chunk, self._secrets), chunk))
 
     def results(self) -> Iterator[Verdict]:
         """Every verdict, in the order the files were added."""
@@ -156,11 +154,12 @@ class FileChecks:
             # a worker (the pool hands over a few ahead of its workers), and so has every
             # chunk before it.
             here: dict[int, list[Verdict]] = {}
-            for index in range(len(self._futures) - 1, -1, -1):
-                if not self._futures[index].cancel():
+            for index in range(len(self._sent) - 1, -1, -1):
+                future, chunk = self._sent[index]
+                if not future.cancel():
                     break
-                here[index] = check_files(self._repo, self._chunks[index], self._secrets)
-            for index, future in enumerate(self._futures):
+                here[index] = check_files(self._repo, chunk, self._secrets)
+            for index, (future, _chunk) in enumerate(self._sent):
                 yield from here[index] if index in here else future.result()
         finally:
             if self._pool is not None:
