@@ -68,9 +68,10 @@ def completion(model: str, content: str, **extra: Any) -> dict[str, Any]:
 class FakeUpstream:
     """An OpenAI-compatible upstream that records what it receives.
 
-    `mode`: ok | status:NNN | garbage | hang | drop (a stream that stops midway) |
-    empty-stream (a stream that closes before its first byte) | slow-stream (a stream of
-    40 words, 50 ms apart; `closed_early` says whether its client went away meanwhile).
+    `mode`: ok | slow (answers after 0.3 s) | large (an answer of 200 KB) | status:NNN |
+    garbage | hang | drop (a stream that stops midway) | empty-stream (a stream that
+    closes before its first byte) | slow-stream (a stream of 40 words, 50 ms apart;
+    `closed_early` says whether its client went away meanwhile).
     """
 
     name: str
@@ -108,8 +109,12 @@ class FakeUpstream:
             return web.Response(body=b"<html>not json</html>", content_type="text/html")
         if self.mode == "hang":
             await asyncio.sleep(3600)
+        if self.mode == "slow":
+            await asyncio.sleep(0.3)
         if body.get("stream"):
             return await self.stream(request, body)
+        if self.mode == "large":
+            return web.json_response(completion(body["model"], "word " * 40_000))
         return web.json_response(self.answer(body))
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,13 @@ from aiohttp import web
 from gitgw.errors import GitgwError
 from gitgw.services.gateway import RequestError
 
-__all__ = ["error_body", "error_middleware", "error_response", "error_type"]
+__all__ = [
+    "error_body",
+    "error_middleware",
+    "error_response",
+    "error_type",
+    "unexpected_error",
+]
 
 log = logging.getLogger("gitgw.proxy")
 
@@ -65,6 +71,16 @@ def error_response(
     )
 
 
+def unexpected_error() -> web.Response:
+    """The 500 for a failure nobody expected: the details go to the log, not the client."""
+    return error_response(
+        500,
+        "gitgw failed unexpectedly; the details are in the proxy's log",
+        "internal_error",
+        kind="api_error",
+    )
+
+
 def message_of(error: GitgwError) -> str:
     """An error's message with its hint, as one sentence for a client to read."""
     return f"{error.message}; {error.hint}" if error.hint else error.message
@@ -92,9 +108,4 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, message, code)
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
-        return error_response(
-            500,
-            "gitgw failed unexpectedly; the details are in the proxy's log",
-            "internal_error",
-            kind="api_error",
-        )
+        return unexpected_error()

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gitgw.proxy.bodies import BodyTooLarge, read_body
+from gitgw.proxy.bodies import BodyTooLarge, UnreadableBody, read_body
 from gitgw.proxy.errors import error_response, message_of
 from gitgw.proxy.keys import GATEWAY, METRICS
 from gitgw.proxy.upstream import OVERHEAD_HEADER, RECEIPT_HEADER, Call, call_routes
@@ -23,7 +23,7 @@ from gitgw.records import level_rank
 from gitgw.services.gateway import Gateway, Outcome, Prepared, RequestError
 from gitgw.services.gateway_request import too_large
 
-__all__ = ["chat_completions", "live", "metrics", "models", "ready"]
+__all__ = ["chat_completions", "finish", "live", "metrics", "models", "ready"]
 
 _KINDS = {403: "permission_error", 404: "invalid_request_error", 503: "service_unavailable"}
 TRUST_HEADER = "x-gitgw-trust"
@@ -35,8 +35,8 @@ async def _send(request: web.Request, response: web.StreamResponse) -> None:
     await response.write_eof()
 
 
-def _finish(
-    request: web.Request,
+def finish(
+    app: web.Application,
     gateway: Gateway,
     prepared: Prepared | None,
     outcome: Outcome,
@@ -44,7 +44,8 @@ def _finish(
     status: int,
     call: Call | None = None,
 ) -> None:
-    metrics = request.app[METRICS]
+    """Queue the request's receipt and count it (once the answer has been sent)."""
+    metrics = app[METRICS]
     elapsed = time.perf_counter() - started
     if call is not None:
         sent = call.sent_overhead_ms
@@ -71,7 +72,7 @@ async def _reject(
         receipt_id=receipt_id,
         overhead_ms=round(overhead, 3),
     )
-    _finish(request, gateway, None, outcome, started, error.status)
+    finish(request.app, gateway, None, outcome, started, error.status)
     return response
 
 
@@ -87,10 +88,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             body = await read_body(request, limit)
         except BodyTooLarge as exc:
             raise too_large(exc.size, limit) from None
+        except UnreadableBody as exc:
+            raise RequestError(
+                400,
+                "invalid_body",
+                f"the request body cannot be read: {exc}",
+                "send the body as plain JSON (no Content-Encoding), whole or in well-formed chunks",
+            ) from None
         prepared = gateway.prepare(body, client, request.headers.get(TRUST_HEADER))
     except RequestError as error:
         return await _reject(request, gateway, error, started, client)
-    call = Call(request, prepared, started)
+    call = Call(request.app, prepared, started, request)
     refusal = prepared.refusal
     if refusal is not None:
         response: web.StreamResponse = error_response(
@@ -111,7 +119,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             response, outcome = await call_routes(call)
         except asyncio.CancelledError:  # the server is shutting down: still leave a receipt
             outcome = Outcome("interrupted", failed=call.failed, detail="the proxy shut down")
-            _finish(request, gateway, prepared, outcome, started, 499, call)
+            finish(request.app, gateway, prepared, outcome, started, 499, call)
             raise
     try:
         await _send(request, response)
@@ -119,7 +127,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if outcome.outcome != "interrupted":  # a stream says itself where it broke off
             outcome.outcome = "interrupted"
             outcome.detail = "the client disconnected before the answer was sent"
-    _finish(request, gateway, prepared, outcome, started, response.status, call)
+    finish(request.app, gateway, prepared, outcome, started, response.status, call)
     return response
 
 

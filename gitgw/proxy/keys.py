@@ -30,6 +30,7 @@ class ProxySettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 120.0  # no byte from an upstream for this long: it hangs
     refresh_interval_s: float = 0.5  # how often the state branch's head is looked at
+    keepalive_s: float = 75.0  # a client's connection idle this long is closed
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

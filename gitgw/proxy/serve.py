@@ -1,8 +1,10 @@
-"""Serving the proxy on a socket: `AppRunner` and `TCPSite`, inside any event loop.
+"""Serving the proxy on a socket, inside any event loop.
 
 `start` binds and returns a `Serving` (its URL, port and a `stop()`); `serve_forever`
 does that and waits for Ctrl-C or SIGTERM, then stops: in-flight requests finish, the
-receipt writer is flushed, the upstream session is closed.
+receipt writer is flushed, the upstream session is closed. The socket's connections
+start in the fast lane (`gitgw.proxy.fastlane`), which hands anything but plain chat
+completions to aiohttp's server, set up by an `AppRunner` as usual.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from aiohttp import web
 
 from gitgw.errors import GitgwError
 from gitgw.proxy import ProxySettings, create_app
+from gitgw.proxy.fastlane import Lanes
+from gitgw.proxy.keys import SETTINGS
 from gitgw.services.gateway import Gateway, is_loopback
 
 __all__ = ["Serving", "check_host", "serve_forever", "start", "stop_event"]
 
 SWITCH_INTERVAL_S = 0.0002
+SHUTDOWN_S = 10.0  # how long requests in progress may take to finish when stopping
 
 
 def check_host(host: str, gateway: Gateway) -> None:
@@ -44,6 +49,8 @@ class Serving:
     """A proxy listening on a socket."""
 
     runner: web.AppRunner
+    server: asyncio.Server
+    lanes: Lanes
     host: str
     port: int
 
@@ -55,6 +62,8 @@ class Serving:
 
     async def stop(self) -> None:
         """Stop listening, let requests finish, flush receipts, close the session."""
+        self.server.close()
+        await self.lanes.drain(SHUTDOWN_S)  # before the app's clean-up closes the pool
         await self.runner.cleanup()
 
 
@@ -68,12 +77,16 @@ async def start(
 ) -> Serving:
     """Bind `host:port` (0: any free port) and serve `gateway` there."""
     check_host(host, gateway)
+    app = app or create_app(gateway, settings)
+    keepalive = app[SETTINGS].keepalive_s
     runner = web.AppRunner(
-        app or create_app(gateway, settings), access_log=None, shutdown_timeout=10.0
+        app, access_log=None, shutdown_timeout=SHUTDOWN_S, keepalive_timeout=keepalive
     )
     await runner.setup()
+    assert runner.server is not None
+    lanes = Lanes(app, runner.server, keepalive)
     try:
-        await web.TCPSite(runner, host, port).start()
+        server = await asyncio.get_running_loop().create_server(lanes, host, port, backlog=128)
     except BaseException as exc:
         await runner.cleanup()
         if not isinstance(exc, OSError):
@@ -84,8 +97,8 @@ async def start(
                 "stop what listens there, or pick another port with --port",
             ) from None
         raise GitgwError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    bound = runner.addresses[0]
-    return Serving(runner, host, int(bound[1]))
+    bound = server.sockets[0].getsockname()
+    return Serving(runner, server, lanes, host, int(bound[1]))
 
 
 def stop_event(*signals: signal.Signals) -> asyncio.Event:

@@ -43,9 +43,10 @@ _HEADERS = {"Content-Type": "application/json", "User-Agent": "gitgw"}  # never 
 class Call:
     """One request on its way through the routes."""
 
-    request: web.Request
+    app: web.Application
     prepared: Prepared
     started: float
+    request: web.Request | None = None  # aiohttp's request, which a stream is sent on
     upstream_s: float = 0.0  # time spent waiting for upstreams (not gitgw's overhead)
     failed: list[Attempt] = field(default_factory=list)
     bad_answer: bool = False
@@ -109,7 +110,7 @@ class _Stream:
 
 async def call_routes(call: Call) -> tuple[web.StreamResponse, Outcome]:
     """Try the prepared routes in order; the response (a stream is already sent)."""
-    app = call.request.app
+    app = call.app
     gateway, metrics = app[GATEWAY], app[METRICS]
     plan = call.prepared.plan
     assert plan is not None
@@ -155,7 +156,7 @@ def _all_failed(call: Call) -> web.Response:
 
 
 async def _attempt(call: Call, route: Route, key: str | None) -> tuple[web.StreamResponse, Outcome]:
-    app = call.request.app
+    app = call.app
     base = route.config.base_url
     payload = call.prepared.upstream_body(route.model)
     headers = _HEADERS if not key else {**_HEADERS, "Authorization": f"Bearer {key}"}
@@ -169,7 +170,12 @@ async def _attempt(call: Call, route: Route, key: str | None) -> tuple[web.Strea
         raise failure(exc, base, read_timeout(app)) from None
     try:
         status = answer.status
-        if call.prepared.stream and status == 200 and answer.content_type == "text/event-stream":
+        if (
+            call.request is not None
+            and call.prepared.stream
+            and status == 200
+            and answer.content_type == "text/event-stream"
+        ):
             return await _relay_stream(call, route, answer, started)
         try:
             data = await answer.read()
@@ -212,7 +218,8 @@ def _passed_through(
 async def _relay_stream(
     call: Call, route: Route, answer: Answer, started: float
 ) -> tuple[web.StreamResponse, Outcome]:
-    app = call.request.app
+    app = call.app
+    assert call.request is not None
     base = route.config.base_url
     try:
         first = await answer.readany()
