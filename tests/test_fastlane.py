@@ -13,6 +13,7 @@ import random
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from gitgw.proxy import ProxySettings
 from gitgw.proxy.http11 import HEAD_LIMIT, MORE, OTHER, Head, read_head
-from gitgw.proxy.serve import start
+from gitgw.proxy.serve import Serving, start
 from gitgw.services.gateway import Gateway
 from gitgw.state import StateRepo
 from tests.fakeupstream import (
@@ -86,6 +87,26 @@ def conn(proxy: Proxy) -> Iterator[tuple[socket.socket, BinaryIO]]:
         sock.makefile("rb") as reader,
     ):
         yield sock, reader
+
+
+@contextmanager
+def own_proxy(
+    loop: BackgroundLoop,
+    state_repo: Path,
+    upstreams: tuple[FakeUpstream, FakeUpstream],
+    settings: ProxySettings | None = None,
+) -> Iterator[Serving]:
+    """A proxy the test starts itself, and may stop itself (else it is stopped after)."""
+    local, hosted = upstreams
+    write_config(state_repo, local.base_url, hosted.base_url)
+    gateway = Gateway(StateRepo.discover(state_repo))
+    serving = loop.run(start(gateway, "127.0.0.1", 0, settings or ProxySettings()))
+    try:
+        yield serving
+    finally:
+        if not serving.lanes.stopped:
+            loop.run(serving.stop())
+        gateway.close()
 
 
 # -- the head reader --------------------------------------------------------------------
@@ -340,52 +361,46 @@ def test_a_client_gone_before_its_answer_leaves_an_interrupted_receipt(
 
 
 def test_stopping_lets_a_request_in_progress_finish(
-    loop: BackgroundLoop, state_repo: Path, local: FakeUpstream, hosted: FakeUpstream
+    loop: BackgroundLoop, state_repo: Path, upstreams: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
-    write_config(state_repo, local.base_url, hosted.base_url)
+    local = upstreams[0]
     local.mode = "slow"
-    gateway = Gateway(StateRepo.discover(state_repo))
-    serving = loop.run(start(gateway, "127.0.0.1", 0, ProxySettings()))
-    try:
-        with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock:
-            idle = socket.create_connection(("127.0.0.1", serving.port), timeout=10)
-            sock.sendall(chat())
-            while not local.received:
-                time.sleep(0.01)
-            stopping = asyncio.run_coroutine_threadsafe(serving.stop(), loop.loop)
-            with sock.makefile("rb") as reader:
-                answer = read_response(reader)
-                assert (answer.status, answer.fast) == (200, True)
-                assert reader.read() == b""  # then the connection is closed
-            assert idle.recv(1) == b""  # and an idle one at once
-            idle.close()
-            stopping.result(10)
-    finally:
-        gateway.close()
+    with (
+        own_proxy(loop, state_repo, upstreams) as serving,
+        socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock,
+    ):
+        idle = socket.create_connection(("127.0.0.1", serving.port), timeout=10)
+        sock.sendall(chat())
+        while not local.received:
+            time.sleep(0.01)
+        stopping = asyncio.run_coroutine_threadsafe(serving.stop(), loop.loop)
+        with sock.makefile("rb") as reader:
+            answer = read_response(reader)
+            assert (answer.status, answer.fast) == (200, True)
+            assert reader.read() == b""  # then the connection is closed
+        assert idle.recv(1) == b""  # and an idle one at once
+        idle.close()
+        stopping.result(10)
     receipt = receipts_on_branch(state_repo)[answer.headers["x-gitgw-receipt"]]
     assert receipt.outcome == "ok"
 
 
 def test_an_idle_connection_is_closed_after_the_keepalive_time(
-    loop: BackgroundLoop, state_repo: Path, local: FakeUpstream, hosted: FakeUpstream
+    loop: BackgroundLoop, state_repo: Path, upstreams: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
-    write_config(state_repo, local.base_url, hosted.base_url)
-    gateway = Gateway(StateRepo.discover(state_repo))
-    serving = loop.run(start(gateway, "127.0.0.1", 0, ProxySettings(keepalive_s=0.3)))
-    try:
-        with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock:
-            sock.sendall(chat())
-            with sock.makefile("rb") as reader:
-                assert read_response(reader).status == 200
-                began = time.monotonic()
-                assert reader.read() == b""
-            assert 0.2 < time.monotonic() - began < 5
+    with (
+        own_proxy(loop, state_repo, upstreams, ProxySettings(keepalive_s=0.3)) as serving,
+        socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock,
+    ):
+        sock.sendall(chat())
+        with sock.makefile("rb") as reader:
+            assert read_response(reader).status == 200
+            began = time.monotonic()
+            assert reader.read() == b""
+        assert 0.2 < time.monotonic() - began < 5
         with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock:
             sock.sendall(chat()[:20])  # a request begun and never finished
             assert sock.recv(1) == b""
-    finally:
-        loop.run(serving.stop())
-        gateway.close()
 
 
 def test_a_client_that_does_not_read_stops_the_lane_taking_requests(
@@ -407,45 +422,41 @@ def test_a_client_that_does_not_read_stops_the_lane_taking_requests(
 
 
 def test_stopping_waits_for_a_request_whose_client_has_gone(
-    loop: BackgroundLoop, state_repo: Path, local: FakeUpstream, hosted: FakeUpstream
+    loop: BackgroundLoop, state_repo: Path, upstreams: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
-    write_config(state_repo, local.base_url, hosted.base_url)
+    local = upstreams[0]
     local.mode = "slow"
-    gateway = Gateway(StateRepo.discover(state_repo))
-    serving = loop.run(start(gateway, "127.0.0.1", 0, ProxySettings()))
-    try:
-        with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock:
-            sock.sendall(chat())
-            while not local.received:
-                time.sleep(0.01)
+    with (
+        own_proxy(loop, state_repo, upstreams) as serving,
+        socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock,
+    ):
+        sock.sendall(chat())
+        while not local.received:
+            time.sleep(0.01)
+        sock.close()  # the client goes away before its answer comes
         loop.run(serving.stop())
-    finally:
-        gateway.close()
     assert [(r.outcome, r.detail) for r in receipts_on_branch(state_repo).values()] == [
         ("interrupted", "the client disconnected before the answer was sent")
     ]
 
 
 def test_stopping_lets_a_request_still_arriving_finish(
-    loop: BackgroundLoop, state_repo: Path, local: FakeUpstream, hosted: FakeUpstream
+    loop: BackgroundLoop, state_repo: Path, upstreams: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
-    write_config(state_repo, local.base_url, hosted.base_url)
-    gateway = Gateway(StateRepo.discover(state_repo))
-    serving = loop.run(start(gateway, "127.0.0.1", 0, ProxySettings()))
-    try:
-        with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock:
-            request = chat()
-            sock.sendall(request[:-10])
-            time.sleep(0.1)
-            stopping = asyncio.run_coroutine_threadsafe(serving.stop(), loop.loop)
-            time.sleep(0.2)
-            sock.sendall(request[-10:])
-            with sock.makefile("rb") as reader:
-                assert read_response(reader).status == 200
-                assert reader.read() == b""
-            stopping.result(10)
-    finally:
-        gateway.close()
+    with (
+        own_proxy(loop, state_repo, upstreams) as serving,
+        socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock,
+    ):
+        request = chat()
+        sock.sendall(request[:-10])
+        time.sleep(0.1)
+        stopping = asyncio.run_coroutine_threadsafe(serving.stop(), loop.loop)
+        time.sleep(0.2)
+        sock.sendall(request[-10:])
+        with sock.makefile("rb") as reader:
+            assert read_response(reader).status == 200
+            assert reader.read() == b""
+        stopping.result(10)
 
 
 def test_a_body_that_cannot_be_decoded_is_a_clear_error(
@@ -464,18 +475,16 @@ def test_a_body_that_cannot_be_decoded_is_a_clear_error(
 
 
 def test_stopping_does_not_wait_for_a_client_that_does_not_read(
-    loop: BackgroundLoop, state_repo: Path, local: FakeUpstream, hosted: FakeUpstream
+    loop: BackgroundLoop, state_repo: Path, upstreams: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
-    write_config(state_repo, local.base_url, hosted.base_url)
+    local = upstreams[0]
     local.mode = "large"
-    gateway = Gateway(StateRepo.discover(state_repo))
-    serving = loop.run(start(gateway, "127.0.0.1", 0, ProxySettings()))
-    try:
-        with socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock:
-            sock.sendall(chat() * 100)
-            time.sleep(1.0)
-            began = time.monotonic()
-            loop.run(serving.stop())
-            assert time.monotonic() - began < 5
-    finally:
-        gateway.close()
+    with (
+        own_proxy(loop, state_repo, upstreams) as serving,
+        socket.create_connection(("127.0.0.1", serving.port), timeout=10) as sock,
+    ):
+        sock.sendall(chat() * 100)
+        time.sleep(1.0)
+        began = time.monotonic()
+        loop.run(serving.stop())
+        assert time.monotonic() - began < 5
