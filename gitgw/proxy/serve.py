@@ -78,13 +78,15 @@ async def start(
     """Bind `host:port` (0: any free port) and serve `gateway` there."""
     check_host(host, gateway)
     app = app or create_app(gateway, settings)
-    keepalive = app[SETTINGS].keepalive_s
     runner = web.AppRunner(
-        app, access_log=None, shutdown_timeout=SHUTDOWN_S, keepalive_timeout=keepalive
+        app,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_S,
+        keepalive_timeout=app[SETTINGS].keepalive_s,  # for connections handed over
     )
     await runner.setup()
     assert runner.server is not None
-    lanes = Lanes(app, runner.server, keepalive)
+    lanes = Lanes(app, runner.server)
     try:
         server = await asyncio.get_running_loop().create_server(lanes, host, port, backlog=128)
     except BaseException as exc:

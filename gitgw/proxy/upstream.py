@@ -47,6 +47,7 @@ class Call:
     prepared: Prepared
     started: float
     request: web.Request | None = None  # aiohttp's request, which a stream is sent on
+    # (the fast lane hands streaming requests to aiohttp's server, so it never needs one)
     upstream_s: float = 0.0  # time spent waiting for upstreams (not gitgw's overhead)
     failed: list[Attempt] = field(default_factory=list)
     bad_answer: bool = False
@@ -170,12 +171,7 @@ async def _attempt(call: Call, route: Route, key: str | None) -> tuple[web.Strea
         raise failure(exc, base, read_timeout(app)) from None
     try:
         status = answer.status
-        if (
-            call.request is not None
-            and call.prepared.stream
-            and status == 200
-            and answer.content_type == "text/event-stream"
-        ):
+        if call.prepared.stream and status == 200 and answer.content_type == "text/event-stream":
             return await _relay_stream(call, route, answer, started)
         try:
             data = await answer.read()
