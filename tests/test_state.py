@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gitgw.errors import BranchCheckedOut, InvalidRecord, NotARepository, StateBranchMissing
-from gitgw.state import StateRepo
+from gitgw.state import StateRepo, changes_along, commits_oldest_first
 from gitgw.state.pack_index import shared_offset_table
 from gitgw.state.pack_objects import MAX_DEPTH as MAX_DELTA_DEPTH
 from gitgw.state.pack_objects import BaseCache, read_object
@@ -417,3 +417,83 @@ def test_a_pack_cut_short_or_declaring_too_much_is_left_to_dulwich(state_repo: P
     assert read_object(huge, 0, None, BaseCache(), "p") is None
     with StateRepo.discover(state_repo) as repo:  # the branch still reads through dulwich
         assert repo.read("README.md", repo.require_head()) is not None
+
+
+def _git_changes(repo: Path, old: str, new: str) -> list[tuple[str, str | None, str | None]]:
+    # git's own diff of two commits: (path, old blob, new blob), None where there is none.
+    listing = git("diff-tree", "-r", "--no-renames", "--no-commit-id", old, new, cwd=repo)
+    changes = []
+    for line in listing.splitlines():
+        fields, path = line.split("\t", 1)
+        _, _, old_id, new_id, _ = fields.split()
+        changes.append((path, None if set(old_id) == {"0"} else old_id, new_id))
+        if set(new_id) == {"0"}:
+            changes[-1] = (path, old_id, None)
+    return changes
+
+
+def test_the_history_walk_finds_the_changes_git_finds(state_repo: Path) -> None:
+    """Commits that append entries after all of a directory's (records added in time
+    order, which the walk reads by their tail alone), insert before them, change and
+    delete files, and add and drop directories: the walk through history finds each
+    commit's changes as `git diff-tree` does."""
+    chooser = random.Random(7)
+    names = [f"{n:04d}" for n in range(0, 4000, 7)]
+    with StateRepo.discover(state_repo) as repo:
+        existing: list[str] = []
+        for number in range(60):
+            changes: dict[str, bytes | None] = {}
+            if number % 3 == 0:  # appended after every entry of its directory
+                changes.update(
+                    {f"runs/d{number % 2}/{names[number * 4 + k]}.yaml": b"a" for k in range(3)}
+                )
+            elif number % 3 == 1 and existing:  # a change, a deletion and an insertion
+                changes[chooser.choice(existing)] = f"changed {number}".encode()
+                changes[chooser.choice(existing)] = None
+                changes[f"runs/d{number % 2}/{names[chooser.randrange(number)]}x.yaml"] = b"b"
+            else:  # a new directory, and one emptied
+                changes[f"runs/e{number}/only.yaml"] = b"c"
+                changes.update(
+                    {path: None for path in existing if path.startswith(f"runs/e{number - 3}/")}
+                )
+            repo.commit(changes, f"change {number}")
+            existing = [path for path, _ in repo.walk("runs")]
+        head = repo.require_head()
+    with StateRepo.discover(state_repo) as repo:  # a reader with nothing cached, as verify is
+        commits = commits_oldest_first(repo, head)
+        walked = list(changes_along(repo, commits))
+    for parent, commit, changes in zip(commits[:-1], commits[1:], walked[1:], strict=True):
+        assert sorted(changes) == sorted(_git_changes(state_repo, parent, commit)), commit
+
+
+def test_tree_diffs_read_appended_and_malformed_trees_as_their_entries(state_repo: Path) -> None:
+    """A tree that is another and a tail (the walk parses only the tail), and trees that
+    are not well formed: an entry given twice, bytes that are no entry. Each diff is
+    what comparing the two trees' entries gives."""
+
+    def entry(name: bytes, number: int) -> bytes:
+        return b"100644 " + name + b"\0" + number.to_bytes(20, "big")
+
+    a, b, c = entry(b"a", 1), entry(b"b", 2), entry(b"c", 3)
+    trees = {
+        "old": a + b,
+        "appended": a + b + c,
+        "given twice": a + b + b,
+        "junk after": a + b + b"junk",
+        "replaced": a + c,
+        "changed": a + entry(b"b", 4),
+    }
+    ids = {name: f"{number:040x}".encode() for number, name in enumerate(trees, 1)}
+    blob = {number: f"{number:040x}".encode() for number in range(1, 5)}
+    with StateRepo.discover(state_repo) as repo:
+        repo.trees.preloaded = {ids[name]: (2, raw) for name, raw in trees.items()}
+
+        def diff(old: str, new: str) -> list[tuple[str, bytes | None, bytes | None]]:
+            return sorted(repo.trees.diff(ids[old], ids[new]))
+
+        assert diff("old", "appended") == [("c", None, blob[3])]
+        assert diff("old", "given twice") == []
+        assert diff("old", "junk after") == []
+        assert diff("old", "replaced") == [("b", blob[2], None), ("c", None, blob[3])]
+        assert diff("old", "changed") == [("b", blob[2], blob[4])]
+        assert diff("appended", "old") == [("c", blob[3], None)]

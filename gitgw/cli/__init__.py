@@ -51,7 +51,7 @@ class GitgwGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in _COMMANDS and cmd_name not in self.commands:
             # A command's modules (pydantic's models above all) are objects for life.
-            with collector_paused():
+            with collector_paused(keep=True):
                 module = importlib.import_module(f"gitgw.cli.{_COMMANDS[cmd_name]}")
             self.add_command(module.command, cmd_name)
         return super().get_command(ctx, cmd_name)

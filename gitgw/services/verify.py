@@ -132,7 +132,7 @@ class _Checker:
     # Problems in the order the walk meets them: a file's verdict arrives later, so each
     # carries the number of the change that raised it.
     found: list[tuple[int, Problem]] = field(default_factory=list)
-    waiting: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # commit, path, blob
+    waiting: dict[int, str] = field(default_factory=dict)  # the commit that added each file
     seq: int = 0
 
     def change(self, commit: str, path: str, old: str | None, new: str | None) -> None:
@@ -172,18 +172,23 @@ class _Checker:
             self.report.cached += 1
             self.report.records += known
             return
-        self.waiting[self.seq] = (commit, path, blob)
+        self.waiting[self.seq] = commit
         self.files.add(self.seq, path, blob)
 
     def finish(self) -> None:
         """Take in the verdicts on the files, and order the problems as the walk met them."""
-        for seq, reason, count in self.files.results():
-            commit, path, blob = self.waiting.pop(seq)
-            if reason is not None:
-                self.found.append((seq, Problem(path, commit, reason)))
-                continue
-            self.report.records += count
-            self.proven.add(path, blob, count)
+        remember = self.proven.path is not None  # not for a run without the cache
+        for files, (counts, refused) in self.files.results():
+            self.report.records += sum(counts)
+            if refused:
+                for seq, path, _blob in files:
+                    if seq in refused:
+                        self.found.append((seq, Problem(path, self.waiting[seq], refused[seq])))
+            if remember:
+                for (seq, path, blob), count in zip(files, counts, strict=True):
+                    if seq not in refused:
+                        self.proven.add(path, blob, count)
+        self.waiting.clear()
         self.found.sort(key=lambda item: item[0])
         self.report.problems.extend(problem for _, problem in self.found)
         self.found.clear()
@@ -214,18 +219,26 @@ def verify(
     checker = _Checker(repo, report, _Proven(repo, secrets, cache), files)
     # The walk makes hundreds of thousands of short-lived tuples and sets and no cycles:
     # the collector's passes over them cost 5-10% of this process's CPU.
-    with collector_paused():
-        commits = commits_oldest_first(repo, head)
-        report.commits = len(commits)
-        for number, (commit, changes) in enumerate(
-            zip(commits, changes_along(repo, commits), strict=True), 1
-        ):
-            for path, old, new in changes:
-                checker.change(commit, path, old, new)
-            if progress is not None and (number % 500 == 0 or number == len(commits)):
-                progress(number, len(commits))
-        checker.finish()
-    _check_mutable_at_head(checker, head, secrets)
+    try:
+        with collector_paused(keep=True):
+            commits = commits_oldest_first(repo, head)
+            report.commits = len(commits)
+            for number, (commit, changes) in enumerate(
+                zip(commits, changes_along(repo, commits), strict=True), 1
+            ):
+                for path, old, new in changes:
+                    checker.change(commit, path, old, new)
+                if progress is not None and (number % 500 == 0 or number == len(commits)):
+                    progress(number, len(commits))
+            # The mutable files at the head are checked while the other processes check
+            # their share of the walk's files, before this one checks its own; their
+            # problems come after the walk's in the report.
+            files.send_rest()
+            at_head = _check_mutable_at_head(checker, head, secrets)
+            checker.finish()
+    finally:
+        files.close()  # after an error too: no process left checking what nobody reads
+    report.problems.extend(at_head)
     _check_witnesses(repo, head, set(commits), report)
     checker.proven.save()
     repo.witness(head)
@@ -276,8 +289,9 @@ def _mutable_candidates(repo: StateRepo, head: str) -> Iterator[tuple[str, str]]
             yield top, sha.decode("ascii")
 
 
-def _check_mutable_at_head(checker: _Checker, head: str, secrets: bool) -> None:
+def _check_mutable_at_head(checker: _Checker, head: str, secrets: bool) -> list[Problem]:
     repo, report = checker.repo, checker.report
+    problems = []
     for path, blob_id in _mutable_candidates(repo, head):
         found = kind_of(path)
         if found is None or found[0].add_only:
@@ -286,7 +300,8 @@ def _check_mutable_at_head(checker: _Checker, head: str, secrets: bool) -> None:
         try:
             check_file(path, repo.blob(blob_id), guards=secrets)
         except InvalidRecord as exc:
-            report.problems.append(Problem(path, _last_change(repo, head, path), exc.reason))
+            problems.append(Problem(path, _last_change(repo, head, path), exc.reason))
+    return problems
 
 
 def _last_change(repo: StateRepo, head: str, path: str) -> str:

@@ -33,12 +33,15 @@ from gitgw.errors import InvalidRecord
 from gitgw.records.fast_check import prepare_checks, verify_file
 from gitgw.state import StateRepo
 
-__all__ = ["PARALLEL_FROM", "FileChecks", "Verdict", "Wanted", "check_files", "default_workers"]
+__all__ = ["PARALLEL_FROM", "Checked", "FileChecks", "Wanted", "check_files", "default_workers"]
 
 Wanted = tuple[int, str, str]  # (sequence number, path, blob id)
-Verdict = tuple[int, str | None, int]  # (sequence number, reason or None, records)
+# The verdicts on a list of wanted files: the records each holds, in order (0 for a file
+# refused), and the reason for each one refused, by sequence number. Most files pass:
+# this is what goes back from a worker, and all the caller of a first run adds up.
+Checked = tuple[list[int], dict[int, str]]
 
-PARALLEL_FROM = 4_000  # work (see `_weight`) before worker processes are worth starting
+PARALLEL_FROM = 1_000  # work (see `_weight`) before worker processes are worth starting
 _CHUNK = 500  # work per task: large enough that handing it over costs nothing
 
 
@@ -48,9 +51,10 @@ def _weight(path: str) -> int:
     return 32 if path.endswith(".jsonl") else 1
 
 
-def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> list[Verdict]:
-    """The verdict on each wanted file, in order."""
-    verdicts: list[Verdict] = []
+def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> Checked:
+    """The verdicts on the wanted files."""
+    counts: list[int] = []
+    refused: dict[int, str] = {}
     with collector_paused():  # many short-lived dicts and models, no cycles
         for seq, path, blob in wanted:
             try:
@@ -59,16 +63,16 @@ def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> list[Ve
                 else:
                     count = verify_file(path, repo.blob(blob))
             except InvalidRecord as exc:
-                verdicts.append((seq, exc.reason, 0))
-                continue
-            verdicts.append((seq, None, count))
-    return verdicts
+                refused[seq] = exc.reason
+                count = 0
+            counts.append(count)
+    return counts, refused
 
 
 _opened: dict[str, StateRepo] = {}  # in a worker: the repository, opened once
 
 
-def _check_in_worker(where: str, wanted: list[Wanted], secrets: bool) -> list[Verdict]:
+def _check_in_worker(where: str, wanted: list[Wanted], secrets: bool) -> Checked:
     repo = _opened.get(where)
     if repo is None:
         repo = _opened[where] = StateRepo.discover(Path(where))
@@ -98,7 +102,7 @@ class FileChecks:
         self._workers = workers
         self._threshold = threshold
         self._pending: list[Wanted] = []
-        self._sent: list[tuple[Future[list[Verdict]], list[Wanted]]] = []  # and what each checks
+        self._sent: list[tuple[Future[Checked], list[Wanted]]] = []  # and what each checks
         self._pool: ProcessPoolExecutor | None = None
         self._seen = 0  # work added so far
         self._pending_work = 0
@@ -141,27 +145,37 @@ class FileChecks:
         where = str(self._repo.path)
         self._sent.append((self._pool.submit(_check_in_worker, where, chunk, self._secrets), chunk))
 
-    def results(self) -> Iterator[Verdict]:
-        """Every verdict, in the order the files were added."""
+    def send_rest(self) -> None:
+        """Hand the files still waiting to the other processes, if they check any: the
+        walk is done, and this process has other work before it checks its share."""
+        if self._shared() and self._pending:
+            self._send()
+
+    def close(self) -> None:
+        """Stop the other processes, dropping what they have not started (idempotent)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def results(self) -> Iterator[tuple[list[Wanted], Checked]]:
+        """The files added and the verdicts on them, a list at a time, in the order the
+        files were added."""
         if not self._shared():
-            yield from check_files(self._repo, self._pending, self._secrets)
+            yield self._pending, check_files(self._repo, self._pending, self._secrets)
             return
         try:
-            if self._pending:
-                self._send()
+            self.send_rest()
             # The others take chunks from the front; this process from the back, each one
             # still waiting in the pool. One that cannot be cancelled has been handed to
             # a worker (the pool hands over a few ahead of its workers), and so has every
             # chunk before it.
-            here: dict[int, list[Verdict]] = {}
+            here: dict[int, Checked] = {}
             for index in range(len(self._sent) - 1, -1, -1):
                 future, chunk = self._sent[index]
                 if not future.cancel():
                     break
                 here[index] = check_files(self._repo, chunk, self._secrets)
-            for index, (future, _chunk) in enumerate(self._sent):
-                yield from here[index] if index in here else future.result()
+            for index, (future, chunk) in enumerate(self._sent):
+                yield chunk, here[index] if index in here else future.result()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
-                self._pool = None
+            self.close()

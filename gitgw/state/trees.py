@@ -113,7 +113,8 @@ class TreeStore:
         self._cache: OrderedDict[bytes, _CachedTree] = OrderedDict()  # oldest first
         self._cache_entries = cache_entries  # about 100 bytes each
         self._cached_entries = 0
-        self._entry_sets: dict[bytes, frozenset[bytes]] = {}
+        # Trees' raw entries for diffs, and each raw tree the entries are all of.
+        self._entry_sets: dict[bytes, tuple[frozenset[bytes], bytes | None]] = {}
         self._cache_size = cache_size
         self._objects_dir = str(store.path) if isinstance(store, DiskObjectStore) else None
         self._counter = itertools.count()
@@ -330,13 +331,24 @@ class TreeStore:
     ) -> None:
         if old == new:
             return
-        old_set = self._entry_set(old) if old else frozenset()
-        new_set = self._entry_set(new) if new else frozenset()
-        # The entries that differ, found by one set operation on raw entries in C: a
-        # commit adds a few files to a directory of hundreds, and parsing every entry of
-        # both versions cost most of verify's walk through history.
-        before = dict(map(_parse_entry, old_set - new_set))
-        after = dict(map(_parse_entry, new_set - old_set))
+        if old and new:
+            removed, added = self._changed_entries(old, new)
+        else:
+            removed = self._entry_set(old)[0] if old else frozenset()
+            added = self._entry_set(new)[0] if new else frozenset()
+        # The entries that differ, found by set operations on raw entries in C: a commit
+        # adds a few files to a directory of hundreds, and parsing every entry of both
+        # versions cost most of verify's walk through history.
+        after = dict(map(_parse_entry, added))
+        if not removed:  # only entries added (the usual commit): none to pair with one before
+            for name, (mode, sha) in sorted(after.items()):
+                path = prefix + name.decode("utf-8")
+                if mode & _FORMAT == DIR_MODE:
+                    self._diff_into(None, sha, path + "/", found)
+                else:
+                    found.append((path, None, sha))
+            return
+        before = dict(map(_parse_entry, removed))
         for name in sorted(before.keys() | after.keys()):
             was, now = before.get(name), after.get(name)
             path = prefix + name.decode("utf-8")
@@ -349,26 +361,58 @@ class TreeStore:
             if before_file != after_file:
                 found.append((path, before_file, after_file))
 
-    def _entry_set(self, sha: bytes) -> frozenset[bytes]:
-        # A tree's raw entries (mode, name, binary id), unparsed; cached for the next
-        # commit's diff, which compares with this one.
+    def _changed_entries(self, old: bytes, new: bytes) -> tuple[frozenset[bytes], frozenset[bytes]]:
+        """The raw entries only tree `old` has, and those only tree `new` has."""
+        old_set, old_raw = self._entry_set(old)
+        if new not in self._entry_sets and old_raw is not None:
+            new_raw = self._tree_raw(new)
+            # Records are added in time order and their names sort by time, so a commit
+            # most often appends entries after all of its parent's: the new tree is the
+            # old one and a tail. Only the tail is parsed then (the whole of a directory
+            # of thousands of entries, for every commit, was half of the walk).
+            if new_raw.startswith(old_raw):
+                tail = _ENTRY.findall(new_raw, len(old_raw))
+                if sum(map(len, tail)) == len(new_raw) - len(old_raw):
+                    added = frozenset(tail) - old_set
+                    self._keep(new, old_set | added, new_raw)
+                    return frozenset(), added
+            new_set = self._parsed_entries(new, new_raw)[0]
+        else:
+            new_set = self._entry_set(new)[0]
+        return old_set - new_set, new_set - old_set
+
+    def _entry_set(self, sha: bytes) -> tuple[frozenset[bytes], bytes | None]:
+        # A tree's raw entries (mode, name, binary id), unparsed, and the raw tree when
+        # they are all of it; kept for the next commit's diff, which compares with this.
         found = self._entry_sets.get(sha)
         if found is not None:
             return found
         cached = self._cache.get(sha)
         if cached is not None and cached.chunks is not None:
-            found = frozenset(cached.chunks)
-        else:
-            raw = cached.raw if cached is not None else None
-            if raw is None:
-                type_num, raw = self.raw(sha)
-                if type_num != Tree.type_num:
-                    raise ValueError(f"{sha.decode()} is not a tree")
-            found = frozenset(_ENTRY.findall(raw))
+            entries = frozenset(cached.chunks)
+            self._keep(sha, entries, None)
+            return entries, None
+        raw = cached.raw if cached is not None else None
+        return self._parsed_entries(sha, raw if raw is not None else self._tree_raw(sha))
+
+    def _parsed_entries(self, sha: bytes, raw: bytes) -> tuple[frozenset[bytes], bytes | None]:
+        chunks = _ENTRY.findall(raw)
+        # Only a tree that is entries from end to end can be the head of a longer one.
+        found = (frozenset(chunks), raw if sum(map(len, chunks)) == len(raw) else None)
+        self._keep(sha, *found)
+        return found
+
+    def _keep(self, sha: bytes, entries: frozenset[bytes], raw: bytes | None) -> None:
+        # Bounded by clearing: a walk compares each tree with the one before it.
         if len(self._entry_sets) >= _ENTRY_SETS:
             self._entry_sets.clear()
-        self._entry_sets[sha] = found
-        return found
+        self._entry_sets[sha] = (entries, raw)
+
+    def _tree_raw(self, sha: bytes) -> bytes:
+        type_num, raw = self.raw(sha)
+        if type_num != Tree.type_num:
+            raise ValueError(f"{sha.decode()} is not a tree")
+        return raw
 
     # -- writing -------------------------------------------------------------------------
 
