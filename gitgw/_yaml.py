@@ -14,7 +14,7 @@ import json
 import json.scanner
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from pydantic_core import from_json
 from ruamel.yaml import YAML
@@ -60,6 +60,11 @@ _scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
 )
 
 
+# pydantic-core keeps the strings it reads in a cache, by default all of them: ids and
+# hashes, each seen once, cost a lookup for nothing. Keys repeat from record to record.
+_CACHED: Final = "keys"
+
+
 def load_json(text: str) -> Any:
     """Exactly `json.loads(text)`, faster for text that is one JSON value and nothing else.
 
@@ -76,7 +81,7 @@ def load_json(text: str) -> Any:
             return value
         return json.loads(text)  # white space around the value, or more after it
     try:
-        return from_json(text)
+        return from_json(text, cache_strings=_CACHED)
     except (ValueError, TypeError):  # TypeError: a str holding a lone surrogate itself
         return json.loads(text)
 
@@ -146,7 +151,7 @@ def load_known_keys(text: str, keys: frozenset[str]) -> dict[str, Any] | None:
         if key not in keys:  # no ": " either: the whole line is no key
             return None
         try:
-            data[key] = from_json(value)
+            data[key] = from_json(value, cache_strings=_CACHED)
         except (ValueError, TypeError):  # TypeError: a str holding a lone surrogate
             return None
     return data if len(data) == len(lines) else None  # fewer: a key given twice

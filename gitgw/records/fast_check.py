@@ -3,15 +3,22 @@ other callers use.
 
 `verify` proves every file of a long history once. A file of a kind with a fast check
 (runs and receipt batches, most of any history) is accepted here only once every check
-`parse_file` makes has passed: the same loader's values, a validator whose schema is
-the model's, the same digest, the same place. Anything else, any doubt included, goes
-to `parse_file`, which accepts it or raises with its reason (or fails) exactly as it
-always has: only acceptance is fast, so no verdict and no reason can differ.
+`parse_file` makes has passed: the same loader's values, a validator that accepts only
+what the model accepts, the same digest, the same place. Anything else, any doubt
+included, goes to `parse_file`, which accepts it or raises with its reason (or fails)
+exactly as it always has: only acceptance is fast, so no verdict and no reason can
+differ.
 
-The fast validator is the model's own core schema with each model made a typed dict
-(nothing is built but dicts) and `Timestamp`'s Python check done by pydantic-core. A
-schema holding anything whose meaning the conversion does not keep (a validator in
-Python, an alias, a setting it does not know) leaves that kind without a fast check.
+The fast validator is derived from the model's own core schema and hands back the
+record's content exactly as read, every mapping in key order, ready for the digest
+(`ordered_digest`): each model becomes a typed dict with its fields in sorted order and
+no defaults filled in, each value is taken only as the type it already is (strict, so
+nothing is converted: a float field keeps an integer an integer), a time is text in
+gitgw's own form (`2026-11-20T10:30:00.000Z`) on a day every month has, and a free-form
+mapping is sorted. That accepts a part of what the model accepts, and nothing else;
+whatever falls outside goes to `parse_file`. A schema holding anything the derivation
+does not know (a validator in Python, an alias, a constraint it does not copy) leaves
+that kind without a fast check.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import SchemaError, SchemaValidator
 
-from gitgw._canonical import parsed_digest
+from gitgw._canonical import SAME_FLOAT_FORM_FROM, ordered_digest
 from gitgw._yaml import load_json, load_known_keys
 from gitgw.records import base
 from gitgw.records.base import AddOnlyRecord
@@ -37,45 +44,114 @@ __all__ = ["prepare_checks", "verify_file"]
 _ULID_MILLIS_LIMIT = 253_402_300_800_000
 _BASE32 = str.maketrans("0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv")
 _SHARDS: dict[int, tuple[str, str, str, str]] = {}  # hour since 1970 -> year, month, day, hour
+
+# A time as gitgw writes it, on a day every year has (29 February goes to `parse_file`):
+# what `Timestamp` accepts, in UTC already. Rust's regular expressions have no look-ahead,
+# so the year 0 is left out by spelling the others.
+_YEAR = "(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_DAY = (
+    "(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    "|(?:0[13-9]|1[0-2])-(?:29|30)"
+    "|(?:0[13578]|1[02])-31)"
+)
+_TIME = rf"^{_YEAR}-{_DAY}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{{3}}Z$"
 _MODEL_CONFIG = frozenset(
     {"title", "extra_fields_behavior", "validate_by_alias", "validate_by_name"}
 )
-_PLAIN_SCHEMAS = frozenset(
-    {"any", "bool", "datetime", "default", "definition-ref", "definitions", "dict", "float"}
-    | {"int", "list", "literal", "nullable", "str"}
+# The constraints copied from each schema, which mean the same on a strict value.
+_KEPT = {
+    "str": frozenset({"pattern", "min_length", "max_length"}),
+    "int": frozenset({"ge", "gt", "le", "lt", "multiple_of"}),
+    "bool": frozenset(),
+    "float": frozenset(),
+}
+_DEFAULT_KEYS = frozenset(
+    {"type", "schema", "default", "default_factory", "default_factory_takes_data", "metadata"}
 )
-_SUBSCHEMAS = frozenset({"schema", "items_schema", "keys_schema", "values_schema", "definitions"})
+# A float field: an integer stays an integer, as the digest saw it (up to where a float
+# would round it), and a float is one `ordered_digest` takes (NaN, rare, is left out). A
+# strict float schema alone would take an integer and make it a float.
+_FLOAT_AS_INT = 2**53
 
 
-def _as_plain(node: Any) -> Any:
-    """A model's core schema with every model a typed dict and `Timestamp`'s Python check
-    done in pydantic-core: the same inputs accepted, nothing built but dicts. Raises
-    `TypeError` for anything whose meaning it does not keep (a validator in Python, an
-    alias, a setting it does not know): that kind has no fast check."""
-    if isinstance(node, list):
-        return [_as_plain(item) for item in node]
-    if not isinstance(node, dict):
-        return node
+def _float_where(**bounds: float) -> dict[str, Any]:
+    only_floats = {"type": "is-instance", "cls": float}
+    return {"type": "chain", "steps": [only_floats, {"type": "float", "strict": True, **bounds}]}
+
+
+_FLOAT = {
+    "type": "union",
+    "mode": "left_to_right",
+    "choices": [
+        {"type": "int", "strict": True, "ge": -_FLOAT_AS_INT, "le": _FLOAT_AS_INT},
+        _float_where(ge=SAME_FLOAT_FORM_FROM),
+        _float_where(le=-SAME_FLOAT_FORM_FROM),
+        _float_where(ge=0, le=0),
+    ],
+}
+
+
+def _free_form(value: Any) -> Any:
+    """A free-form value with every mapping in key order (JSON data, so no cycles);
+    raises `ValueError` for a float `ordered_digest` does not take."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _free_form(value[key]) for key in sorted(value)}
+    if kind is list:
+        return [_free_form(item) for item in value]
+    if kind is float and 0 < abs(value) < SAME_FLOAT_FORM_FROM:
+        raise ValueError("a float json writes in another form")
+    return value
+
+
+def _as_exact(node: Any) -> dict[str, Any]:
+    """The schema of the fast check, from a model's core schema (see the module's
+    docstring). Raises `TypeError` for anything it does not know: no fast check."""
     kind = node.get("type")
+    if kind == "definitions":
+        return {
+            "type": "definitions",
+            "schema": _as_exact(node["schema"]),
+            "definitions": [_as_exact(each) for each in node["definitions"]],
+        }
+    if kind == "definition-ref" and set(node) <= {"type", "schema_ref", "metadata"}:
+        return {"type": "definition-ref", "schema_ref": node["schema_ref"]}
     if kind == "model":
         return _model_as_typed_dict(node)
+    if kind == "nullable" and set(node) <= {"type", "schema", "metadata"}:
+        return {"type": "nullable", "schema": _as_exact(node["schema"])}
+    if kind == "list" and set(node) <= {"type", "items_schema", "metadata"}:
+        return {"type": "list", "strict": True, "items_schema": _as_exact(node["items_schema"])}
+    if kind == "dict" and set(node) <= {"type", "keys_schema", "values_schema", "metadata"}:
+        if node["keys_schema"] != {"type": "str"} or node["values_schema"] != {"type": "any"}:
+            raise TypeError("a mapping of other than strings to anything")
+        return {
+            "type": "function-after",
+            "function": {"type": "no-info", "function": _free_form},
+            "schema": {"type": "dict", "strict": True, "keys_schema": {"type": "str"}},
+        }
+    return _value_as_exact(node)
+
+
+def _value_as_exact(node: Any) -> dict[str, Any]:
+    kind = node.get("type")
     if kind == "function-after" and node["function"].get("function") is base._utc:
-        # `_utc` refuses a naive time and converts to UTC, which overflows outside the
-        # years 1-9999 in UTC: such a time is not accepted here (`parse_file` decides).
-        inner = dict(node["schema"])
+        inner = node["schema"]
         if inner.get("type") != "datetime" or set(inner) - {"type", "microseconds_precision"}:
             raise TypeError("a Timestamp on another schema")
-        inner["tz_constraint"] = "aware"
-        inner["ge"] = datetime.min.replace(tzinfo=UTC)
-        inner["le"] = datetime.max.replace(tzinfo=UTC)
-        return inner
-    if kind not in _PLAIN_SCHEMAS:
-        raise TypeError(f"a {kind} schema")
-    return {
-        key: _as_plain(value) if key in _SUBSCHEMAS else value
-        for key, value in node.items()
-        if key != "serialization"
-    }
+        return {"type": "str", "strict": True, "pattern": _TIME}
+    if kind == "literal" and set(node) <= {"type", "expected", "metadata"}:
+        expected = node["expected"]
+        if all(type(value) is str for value in expected):
+            return {"type": "literal", "expected": expected}
+        if len(expected) == 1 and type(expected[0]) is int:  # `schema_version: Literal[1]`
+            return {"type": "int", "strict": True, "ge": expected[0], "le": expected[0]}
+        raise TypeError("a literal of other values than strings")
+    if kind not in _KEPT or set(node) - _KEPT[kind] - {"type", "metadata"}:
+        raise TypeError(f"a {kind} schema, or a setting this does not copy")
+    if kind == "float":
+        return _FLOAT
+    return {"type": kind, "strict": True, **{key: node[key] for key in _KEPT[kind] if key in node}}
 
 
 def _model_as_typed_dict(node: dict[str, Any]) -> dict[str, Any]:
@@ -87,32 +163,41 @@ def _model_as_typed_dict(node: dict[str, Any]) -> dict[str, Any]:
         or set(node)
         - {"type", "cls", "schema", "config", "ref", "metadata", "custom_init", "root_model"}
         or set(config) - _MODEL_CONFIG
+        or config.get("extra_fields_behavior") != "forbid"
         or inner["type"] != "model-fields"
         or inner.get("computed_fields")
         or set(inner) - {"type", "fields", "model_name", "computed_fields"}
     ):
         raise TypeError(f"model {node.get('cls')} has more than fields")
     fields = {}
-    for name, field in inner["fields"].items():
+    for name in sorted(inner["fields"]):  # the output's keys come in this order
+        field = inner["fields"][name]
         if set(field) - {"type", "schema", "metadata"}:
             raise TypeError(f"field {name} has more than a schema")
-        schema = _as_plain(field["schema"])
-        # A model's field is required unless it has a default, which a `default` gives.
-        required = field["schema"]["type"] != "default"
-        fields[name] = {"type": "typed-dict-field", "schema": schema, "required": required}
-    plain = {
-        "type": "typed-dict",
-        "fields": fields,
-        "extra_behavior": config.get("extra_fields_behavior", "ignore"),
-    }
+        schema = field["schema"]
+        # A field with a default may be left out; left out, it stays out (the digest
+        # covers what the file holds).
+        required = schema["type"] != "default"
+        if not required:
+            if set(schema) - _DEFAULT_KEYS:
+                raise TypeError(f"field {name} has a default with more than a value")
+            schema = schema["schema"]
+        fields[name] = {
+            "type": "typed-dict-field",
+            "schema": _as_exact(schema),
+            "required": required,
+        }
+    exact: dict[str, Any] = {"type": "typed-dict", "fields": fields, "extra_behavior": "forbid"}
     if "ref" in node:
-        plain["ref"] = node["ref"]
-    return plain
+        exact["ref"] = node["ref"]
+    return exact
 
 
 @dataclass(frozen=True)
 class _FastCheck:
-    validate: Callable[[Any], dict[str, Any]]  # raises ValidationError where the model would
+    # The content, every mapping in key order; raises ValidationError for anything
+    # outside what it takes (a part of what the model takes).
+    validate: Callable[[Any], dict[str, Any]]
     keys: frozenset[str]  # the top-level names a record may have
 
 
@@ -128,7 +213,7 @@ def _fast_check(kind: Kind) -> _FastCheck | None:
         if kind.name in _FAST_KINDS and model is not None and issubclass(model, AddOnlyRecord):
             model.model_rebuild()
             try:
-                validator = SchemaValidator(_as_plain(model.__pydantic_core_schema__))
+                validator = SchemaValidator(_as_exact(model.__pydantic_core_schema__))
             except (TypeError, SchemaError):  # a schema it cannot keep the meaning of
                 validator = None
             if validator is not None:
@@ -175,14 +260,11 @@ def _record_passes(check: _FastCheck, loaded: Any) -> bool:
     if not isinstance(loaded, dict):
         return False
     try:
-        fields = check.validate(loaded)
+        content = check.validate(loaded)
     except ValidationError:
         return False
-    digest = fields.get("digest")
-    if not isinstance(digest, str):
-        return False
-    del loaded["digest"]  # the digest covers the rest; `loaded` is not used after this
-    return parsed_digest(loaded) == digest
+    digest = content.pop("digest", None)  # the digest covers the rest
+    return isinstance(digest, str) and ordered_digest(content) == digest
 
 
 def _fast_records(
