@@ -378,6 +378,41 @@ def test_objects_read_straight_from_packs_are_the_objects_git_reads(
     assert b"".join(read) == expected
 
 
+@pytest.mark.parametrize("indexed", [False, True], ids=["index lookups", "offset table"])
+def test_blobs_read_many_at_a_time_are_the_blobs_git_reads(state_repo: Path, indexed: bool) -> None:
+    """`blobs` (verify's bulk read) gives each blob as git does: whole or a delta in the
+    pack, or loose after it; an id that is no blob fails as `blob` fails."""
+    with StateRepo.discover(state_repo) as repo:
+        body = "a line of notes\n" * 40
+        for n in range(12):  # similar files, so that the repack stores deltas
+            repo.commit({f"notes/{n}.md": f"# notes\n\n{body}{n}\n".encode()}, f"edit {n}")
+    git("repack", "-adf", "-q", cwd=state_repo)
+    assert _deltas(state_repo)
+    with StateRepo.discover(state_repo) as repo:
+        repo.commit({"notes/late.md": b"written after the repack: a loose object\n"}, "late")
+    listing = git("rev-list", "--objects", "--all", cwd=state_repo).split("\n")
+    shas = [line.split()[0] for line in listing if line.strip()]
+    check = ["git", "cat-file", "--batch-check"]
+    wanted = "\n".join(shas) + "\n"
+    kinds = subprocess.run(check, cwd=state_repo, input=wanted, capture_output=True, text=True)
+    typed = [line.split()[:2] for line in kinds.stdout.splitlines()]
+    blobs = [sha for sha, kind in typed if kind == "blob"]
+    tree = next(sha for sha, kind in typed if kind == "tree")
+    expected = [
+        subprocess.run(["git", "cat-file", "blob", sha], cwd=state_repo, capture_output=True).stdout
+        for sha in blobs
+    ]
+    assert len(blobs) > 12
+    with StateRepo.discover(state_repo) as repo:
+        if indexed:
+            repo.trees.index_packs()
+        assert list(repo.blobs(blobs)) == expected
+        with pytest.raises(KeyError):
+            list(repo.blobs([blobs[0], "0" * 40]))  # in no pack and not loose
+        with pytest.raises(ValueError, match="is not a blob"):
+            list(repo.blobs([tree]))
+
+
 def test_deltas_deeper_than_gitgw_reads_are_read_by_dulwich(state_repo: Path) -> None:
     rng = random.Random(1)
     lines = [f"line {rng.getrandbits(64):016x}\n" for _ in range(60)]

@@ -56,12 +56,13 @@ def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> Checked
     counts: list[int] = []
     refused: dict[int, str] = {}
     with collector_paused():  # many short-lived dicts and models, no cycles
-        for seq, path, blob in wanted:
+        blobs = repo.blobs([blob for _, _, blob in wanted])
+        for (seq, path, _), data in zip(wanted, blobs, strict=True):
             try:
                 if secrets:  # the guards need what parse_file builds
-                    count = len(check_file(path, repo.blob(blob)).records) or 1
+                    count = len(check_file(path, data).records) or 1
                 else:
-                    count = verify_file(path, repo.blob(blob))
+                    count = verify_file(path, data)
             except InvalidRecord as exc:
                 refused[seq] = exc.reason
                 count = 0

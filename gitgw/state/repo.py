@@ -263,6 +263,10 @@ class StateRepo:
         """The bytes of one blob."""
         return self.trees.blob(blob_id.encode("ascii"))
 
+    def blobs(self, blob_ids: list[str]) -> Iterator[bytes]:
+        """The bytes of each blob in turn, for a reader of many (`verify`)."""
+        return self.trees.blobs([blob_id.encode("ascii") for blob_id in blob_ids])
+
     def parents(self, commit_id: bytes) -> tuple[bytes, ...]:
         """The parents of a commit (hex ids as bytes), read from its header alone."""
         found = self._parents.get(commit_id)

@@ -186,22 +186,37 @@ class TreeStore:
         # cost of dulwich's general reader for a whole object, an eighth for a delta);
         # anything that does not come out as expected is read by dulwich.
         view = self._views[id(pack)]
-        if not view.tabled and self._bulk and self._objects_dir is not None:
-            view.tabled = True
-            index = os.path.join(self._objects_dir, "pack", view.name[: -len(".pack")] + ".idx")
-            view.offsets = shared_offset_table(index)
+        self._table(view)
         if view.offsets is not None:
             offset = view.offsets[binary]  # KeyError: not in this pack
         else:
             offset = pack.index.object_offset(binary)
-        data = view.data
+        data = self._mapped(view)
         if data is None:
-            if self._objects_dir is None:
-                return pack.get_raw(binary)
-            with open(os.path.join(self._objects_dir, "pack", view.name), "rb") as handle:
-                data = view.data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            return pack.get_raw(binary)
         found = read_object(data, offset, view.offsets, self._bases, view.name)
         return found if found is not None else pack.get_raw(binary)
+
+    def _table(self, view: PackView) -> None:
+        if not view.tabled and self._bulk and self._objects_dir is not None:
+            view.tabled = True
+            index = os.path.join(self._objects_dir, "pack", view.name[: -len(".pack")] + ".idx")
+            view.offsets = shared_offset_table(index)
+
+    def _mapped(self, view: PackView) -> mmap.mmap | None:
+        if view.data is None and self._objects_dir is not None:
+            with open(os.path.join(self._objects_dir, "pack", view.name), "rb") as handle:
+                view.data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        return view.data
+
+    def _tabled(self, pack: Pack) -> tuple[mmap.mmap, dict[bytes, int], str] | None:
+        # A pack's mapping and table of offsets, for `blobs`; None without a table.
+        view = self._views[id(pack)]
+        self._table(view)
+        if view.offsets is None:
+            return None
+        data = self._mapped(view)
+        return None if data is None else (data, view.offsets, view.name)
 
     def _known_packs(self) -> list[Pack]:
         now = time.monotonic()
@@ -285,6 +300,33 @@ class TreeStore:
         if type_num != Blob.type_num:
             raise ValueError(f"{sha.decode()} is not a blob")
         return raw
+
+    def blobs(self, shas: list[bytes]) -> Iterator[bytes]:
+        """The bytes of each of `shas` in turn, as `blob` gives them, for a reader of many
+        (`verify`): each is found in the offset tables of the packs straight away, without
+        the layers a lone read goes through (a tenth of the cost of a small blob)."""
+        tabled = []
+        if self.preloaded is None:
+            # Should a gc be replacing the packs just now, each blob is read on its own.
+            with self._pack_lock, contextlib.suppress(OSError, ValueError, PackFileDisappeared):
+                tabled = [self._tabled(pack) for pack in self._known_packs()]
+        tables = [found for found in tabled if found is not None]
+        for sha in shas:
+            found = None
+            try:
+                binary = binascii.unhexlify(sha) if tables else b""
+            except binascii.Error:
+                binary = b""
+            for data, offsets, name in tables:
+                offset = offsets.get(binary)
+                if offset is not None:
+                    with self._pack_lock:  # the cache of delta bases is shared
+                        found = read_object(data, offset, offsets, self._bases, name)
+                    break
+            if found is not None and found[0] == Blob.type_num:
+                yield found[1]
+            else:  # anything else, as a lone read finds it (or raises)
+                yield self.blob(sha)
 
     def lookup(self, tree_sha: bytes | None, path: str) -> tuple[int, bytes] | None:
         """The (mode, id) at `path` under `tree_sha`, or None."""
