@@ -10,7 +10,7 @@ import math
 import random
 import struct
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import TypeAdapter
@@ -314,6 +314,49 @@ def test_verify_file_judges_places_as_parse_file_does(clock: Clock) -> None:
     # A ULID whose time is past the year 9999: ulid_time cannot say where it belongs.
     late = _sealed({**data, "id": "7ZZZZZZZZZ" + ulid[10:]})
     _assert_same_verdict(f"runs/9999/12/31/{late['id']}.yaml", _record_text(late))
+
+
+def _id_at(moment: datetime) -> str:
+    return Clock(now=lambda: moment).new_id()  # one clock each: ids at any time, in any order
+
+
+def test_records_at_the_edges_of_their_shard_are_placed_as_parse_file_places_them(
+    clock: Clock,
+) -> None:
+    milli = timedelta(milliseconds=1)
+    day = datetime(2026, 12, 31, tzinfo=UTC)  # the last day of a month and of a year
+    data = _run_data(clock)
+    for moment, taken in (
+        (day, True),
+        (day + timedelta(days=1) - milli, True),
+        (day - milli, False),
+        (day + timedelta(days=1), False),
+    ):
+        run = _sealed({**data, "id": _id_at(moment)})
+        path = f"runs/2026/12/31/{run['id']}.yaml"
+        verdict = _assert_same_verdict(path, _record_text(run))
+        assert (verdict == ("ok", 1)) == taken
+        assert _taken_fast(path, _record_text(run)) == taken
+    hour = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    lines = _receipt_lines(clock, 2)
+    for moment, taken in ((hour, True), (hour + timedelta(hours=1) - milli, True)):
+        for batch_at, shard in ((moment, "10"), (moment + timedelta(hours=1), "10")):
+            batch = _id_at(batch_at)
+            path, body = render_batch([Receipt.model_validate(line) for line in lines], batch)
+            path = f"receipts/2026/11/20/{shard}/{batch}.jsonl"
+            in_place = batch_at < hour + timedelta(hours=1)
+            assert _assert_same_verdict(path, body)[0] == ("ok" if in_place else "invalid")
+            assert _taken_fast(path, body) == (taken and in_place)
+    # A directory that is no day, and an earlier layout beside the current one.
+    run = _sealed({**data, "id": _id_at(datetime(2026, 2, 28, tzinfo=UTC))})
+    assert _assert_same_verdict(f"runs/2026/02/30/{run['id']}.yaml", _record_text(run))[0] == (
+        "invalid"
+    )
+    batch = _id_at(hour)
+    _, body = render_batch([Receipt.model_validate(line) for line in lines], batch)
+    for path in (f"receipts/2026/11/20/{batch}.jsonl", f"receipts/2026/11/20/10/{batch}.jsonl"):
+        assert _assert_same_verdict(path, body) == ("ok", 2)
+        assert _taken_fast(path, body)
 
 
 def _receipt_lines(clock: Clock, count: int) -> list[dict[str, object]]:
