@@ -8,7 +8,7 @@ import pytest
 
 from gitgw.concepts.checks import check_file
 from gitgw.concepts.secrets import SecretFound, scan
-from gitgw.records import HandoffEvent, MemoryNote, render
+from gitgw.records import HandoffEvent, MemoryNote, Run, render
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example-repo"
 NOTE = "memory/01M6KF0MBE8Q7482WMXWMZGGYY.md"
@@ -108,6 +108,36 @@ def test_a_hex_secret_under_a_secret_name_is_still_found() -> None:
     # Identifier-shaped values skip the entropy detectors, not the keyword context.
     body = 'api_key = "9f2c4e1b7a3d5c8e0f6a2b4d1c3e5f7a9b0c2d4e"\n'
     assert [f.kind for f in scan(NOTE, note(body))] == ["Secret Keyword"]
+
+
+def _workflow_run(key: str) -> tuple[str, bytes]:
+    run = Run(
+        id="01M8DD71K44DDMAAAAHWX0WRMH", kind="workflow", status="started", workflow="review",
+        trigger={"event": "handoff", "key": key, "daemon": "01M8DD6Z3Q5K7N2B4C6D8E0F1G"},
+        started="2026-11-27T02:16:47.000Z",
+    )  # fmt: skip
+    return render(run)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        # ULIDs that hold the letters PWD or KEY, once read as `pwd…: <password>`
+        "handoff:01M8DD71K44DDMPWDSHWX0WRMH:01M8DD71K44DDMPWDSHWX0WRMJ",
+        "handoff:01M8DD71K44DDMKEYSHWX0WRMH:created",
+        "request:01M8DD71K44DDMPWDSHWX0WRMH",
+        "commit:9f2c4e1b7a3d5c8e0f6a2b4d1c3e5f7a9b0c2d4e",
+        "gitea:3f2c4e1b-7a3d-4c8e-8f6a-2b4d1c3e5f7a",
+        "schedule:2026-11-27T02:00:00.000Z",
+    ],
+)
+def test_the_event_key_a_workflow_run_names_is_no_secret(key: str) -> None:
+    assert scan(*_workflow_run(key)) == []
+
+
+def test_a_secret_in_the_shape_of_an_event_key_is_still_found() -> None:
+    findings = scan(*_workflow_run("handoff:01M8DD71K44DDMPWDSHWX0WRMH:hunter2hunter2hunter2"))
+    assert [(f.kind, f.field) for f in findings] == [("Secret Keyword", "key")]
 
 
 def test_a_long_line_is_scanned_whole() -> None:

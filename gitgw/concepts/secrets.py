@@ -48,6 +48,15 @@ _IDENTIFIER = re.compile(
     r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"  # UUID
     r"|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"  # a time
 )
+# The key of an event a workflow run was triggered by (a run's `trigger.key`): gitgw's
+# identifiers joined by colons, which the keyword detector can read as `pwd…: <secret>`
+# when a ULID happens to hold the letters PWD or KEY (one handoff in a few thousand).
+_ULID = r"[0-7][0-9A-HJKMNP-TV-Z]{25}"
+_EVENT_KEY = re.compile(
+    rf"handoff:{_ULID}:(?:{_ULID}|created)|request:{_ULID}|commit:[0-9a-f]{{40}}"
+    r"|gitea:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|schedule:\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"
+)
 # An environment variable's name (`api_key_env: OPENAI_API_KEY`) names a secret; it is none.
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+(?:\s+#.*)?")
 _RECORD_LINE = re.compile(r"([a-z_][a-z0-9_]*): (.+)")
@@ -210,6 +219,8 @@ def _leaves(key: str | None, value: Any) -> Iterator[tuple[str, str]]:
 def _scan_value(field: str, value: str) -> tuple[str, ...]:
     if _IDENTIFIER.fullmatch(value) and not _keyword_field(field):
         return ()  # an id, digest or time: only keyword context could make it a secret
+    if _EVENT_KEY.fullmatch(value):
+        return ()  # ids gitgw joined, under the field `key`: no value anyone chose
     kinds: list[str] = []
     for part in value.splitlines() or [""]:
         line = f"{field}: {json.dumps(part, ensure_ascii=False)}"
