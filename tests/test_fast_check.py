@@ -16,9 +16,15 @@ import pytest
 from pydantic import TypeAdapter
 from pydantic_core import SchemaValidator, to_json
 
-from gitgw._canonical import SAME_FLOAT_FORM_FROM, canonical_json, compute_digest, ordered_digest
+from gitgw._canonical import (
+    SAME_FLOAT_FORM_FROM,
+    canonical_json,
+    compute_digest,
+    ordered_digest,
+    writers_agree,
+)
 from gitgw._clock import Clock
-from gitgw._yaml import dump_record
+from gitgw._yaml import dump_record, load_record
 from gitgw.errors import InvalidRecord
 from gitgw.records import Receipt, fast_check, kind_of, parse_file, render_batch
 from gitgw.records.base import Timestamp
@@ -63,6 +69,10 @@ def test_pydantic_cores_text_is_canonical_for_floats_from_the_threshold() -> Non
     # json's encoder (through parse_file).
     assert to_json([1e-05, 1e-07]) != canonical_json([1e-05, 1e-07])
     assert len(same) > 100_000  # the comparison was not vacuous
+
+
+def test_the_installed_pydantic_core_is_one_the_fast_route_may_use() -> None:
+    assert writers_agree()  # else every file would go through parse_file
 
 
 def test_the_ordered_digest_is_the_digest() -> None:
@@ -259,6 +269,85 @@ def test_a_digest_of_what_the_model_made_of_the_content_is_refused(
     body = _record_text({**content, "digest": compute_digest(converted)})
     path = f"runs/2026/11/20/{content['id']}.yaml"
     assert _assert_same_verdict(path, body) == ("invalid", "digest does not match its content")
+
+
+def _with_digest(text: str) -> bytes:
+    """A hand-written record text, sealed over what the record reader makes of it."""
+    return (text + f'digest: "{compute_digest(load_record(text))}"\n').encode()
+
+
+def test_hand_written_numbers_and_keys_are_judged_as_parse_file_judges_them(
+    clock: Clock,
+) -> None:
+    data = _run_data(clock)
+    path = f"runs/2026/11/20/{data['id']}.yaml"
+    head = _record_text({k: v for k, v in data.items() if k not in ("params", "digest")}).decode()
+    forms = {
+        "exponents": '{"a": 1E2, "b": 2.5e-3, "c": 1e400, "d": -1e400}',
+        "signed zeros": '{"a": -0, "b": -0.0, "c": -0e0}',
+        "big integers": '{"a": 123456789012345678901234567890, "b": -9007199254740993}',
+        "escaped keys": '{"k\\u00e9y": 1, "\\"": 2, "a\\nb": [true, null]}',
+        "spaces": '{ "b" :1 ,"a":[ 1 , 2 ] }',
+    }
+    for what, params in forms.items():
+        body = _with_digest(head + f"params: {params}\n")
+        assert _assert_same_verdict(path, body) == ("ok", 1), what
+        assert _taken_fast(path, body), what
+    deep = "[" * 300 + "]" * 300  # deeper than pydantic-core's parser goes: parse_file's
+    body = _with_digest(head + f'params: {{"a": {deep}}}\n')
+    assert _assert_same_verdict(path, body) == ("ok", 1)
+    assert not _taken_fast(path, body)
+
+
+def test_the_fast_route_takes_every_field_gitgw_writes(clock: Clock) -> None:
+    step = {"name": "ask", "kind": "call", "outcome": "succeeded", "receipts": [clock.new_id()]}
+    run = _sealed(
+        {
+            **_run_data(clock),
+            "kind": "workflow",
+            "workflow": "review",
+            "trigger": {"event": "push", "ref": {"name": "main", "old": None}},
+            "level": "internal",
+            "follows": clock.new_id(),
+            "outputs": [{"role": "assistant", "sha256": "b" * 64, "chars": 3, "form": "json"}],
+            "steps": [
+                {**step, "started": "2026-11-20T10:30:00.000Z"},
+                {
+                    **step,
+                    "started": "2026-11-20T10:30:01.000Z",
+                    "finished": "2026-11-20T10:31:00.000Z",
+                    "error": "late",
+                },
+            ],
+            "error": "none",
+        }
+    )
+    path = f"runs/2026/11/20/{run['id']}.yaml"
+    assert _assert_same_verdict(path, _record_text(run)) == ("ok", 1)
+    assert _taken_fast(path, _record_text(run))
+    receipt = Receipt(
+        id=clock.new_id(),
+        created=clock.now(),
+        client="cli",
+        level="confidential",
+        rules=["secret-detected"],
+        route={"provider": "ollama", "model": "m", "endpoint": "/v1", "location": "local"},
+        rejected=[{"provider": "hosted", "model": "m", "reason": "level"}],
+        consent=[clock.new_id()],
+        context=[{"role": "user", "sha256": "c" * 64, "chars": 9, "tokens": 3, "content": "hi"}],
+        usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        cost=0.25,
+        latency_ms=12.5,
+        overhead_ms=0.5,
+        outcome="ok",
+        detail="fine",
+        offline=True,
+        config_commit="d" * 40,
+        run=clock.new_id(),
+    )
+    path, body = render_batch([receipt], clock.new_id())
+    assert _assert_same_verdict(path, body) == ("ok", 1)
+    assert _taken_fast(path, body)
 
 
 def test_verify_file_judges_run_texts_as_parse_file_does(clock: Clock) -> None:

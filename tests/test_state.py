@@ -380,14 +380,18 @@ def test_objects_read_straight_from_packs_are_the_objects_git_reads(
 
 @pytest.mark.parametrize("indexed", [False, True], ids=["index lookups", "offset table"])
 def test_blobs_read_many_at_a_time_are_the_blobs_git_reads(state_repo: Path, indexed: bool) -> None:
-    """`blobs` (verify's bulk read) gives each blob as git does: whole or a delta in the
-    pack, or loose after it; an id that is no blob fails as `blob` fails."""
+    """`blobs` (verify's bulk read) gives each blob as git does: whole or a delta, in one
+    pack or another, or loose; an id that is no blob fails as `blob` fails."""
     with StateRepo.discover(state_repo) as repo:
         body = "a line of notes\n" * 40
         for n in range(12):  # similar files, so that the repack stores deltas
             repo.commit({f"notes/{n}.md": f"# notes\n\n{body}{n}\n".encode()}, f"edit {n}")
     git("repack", "-adf", "-q", cwd=state_repo)
     assert _deltas(state_repo)
+    with StateRepo.discover(state_repo) as repo:
+        repo.commit({"notes/second.md": b"in a second pack\n"}, "second")
+    git("repack", "-d", "-q", cwd=state_repo)  # the loose objects into a pack of their own
+    assert len(list((state_repo / ".git" / "objects" / "pack").glob("*.pack"))) == 2
     with StateRepo.discover(state_repo) as repo:
         repo.commit({"notes/late.md": b"written after the repack: a loose object\n"}, "late")
     listing = git("rev-list", "--objects", "--all", cwd=state_repo).split("\n")

@@ -14,11 +14,12 @@ record's content exactly as read, every mapping in key order, ready for the dige
 (`ordered_digest`): each model becomes a typed dict with its fields in sorted order and
 no defaults filled in, each value is taken only as the type it already is (strict, so
 nothing is converted: a float field keeps an integer an integer), a time is text in
-gitgw's own form (`2026-11-20T10:30:00.000Z`) on a day every month has, and a free-form
+gitgw's own form (`2026-11-20T10:30:00.000Z`) on a day every year has, and a free-form
 mapping is sorted. That accepts a part of what the model accepts, and nothing else;
 whatever falls outside goes to `parse_file`. A schema holding anything the derivation
 does not know (a validator in Python, an alias, a constraint it does not copy) leaves
-that kind without a fast check.
+that kind without a fast check, and so does a pydantic-core that writes any of those
+values otherwise than json (`writers_agree`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import SchemaError, SchemaValidator
 
-from gitgw._canonical import SAME_FLOAT_FORM_FROM, ordered_digest
+from gitgw._canonical import SAME_FLOAT_FORM_FROM, ordered_digest, writers_agree
 from gitgw._yaml import load_json, load_known_keys
 from gitgw.records import base
 from gitgw.records.base import AddOnlyRecord
@@ -210,7 +211,12 @@ def _fast_check(kind: Kind) -> _FastCheck | None:
     if kind.name not in _FAST:
         check = None
         model = kind.model
-        if kind.name in _FAST_KINDS and model is not None and issubclass(model, AddOnlyRecord):
+        if (
+            kind.name in _FAST_KINDS
+            and model is not None
+            and issubclass(model, AddOnlyRecord)
+            and writers_agree()  # else its digests need json's encoder: parse_file's route
+        ):
             model.model_rebuild()
             try:
                 validator = SchemaValidator(_as_exact(model.__pydantic_core_schema__))

@@ -320,7 +320,9 @@ class TreeStore:
             for data, offsets, name in tables:
                 offset = offsets.get(binary)
                 if offset is not None:
-                    with self._pack_lock:  # the cache of delta bases is shared
+                    # The cache of delta bases is shared; a mapping a gc has made unreadable
+                    # leaves the blob to a lone read, as it does there.
+                    with self._pack_lock, contextlib.suppress(OSError, ValueError, zlib.error):
                         found = read_object(data, offset, offsets, self._bases, name)
                     break
             if found is not None and found[0] == Blob.type_num:
