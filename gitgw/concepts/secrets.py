@@ -50,7 +50,8 @@ _IDENTIFIER = re.compile(
 )
 # The key of an event a workflow run was triggered by (a run's `trigger.key`): gitgw's
 # identifiers joined by colons, which the keyword detector can read as `pwd…: <secret>`
-# when a ULID happens to hold the letters PWD or KEY (one handoff in a few thousand).
+# when a ULID happens to hold the letters of a keyword such as PWD (one handoff in a few
+# thousand).
 _ULID = r"[0-7][0-9A-HJKMNP-TV-Z]{25}"
 _EVENT_KEY = re.compile(
     rf"handoff:{_ULID}:(?:{_ULID}|created)|request:{_ULID}|commit:[0-9a-f]{{40}}"
