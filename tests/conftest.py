@@ -8,12 +8,14 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from gitgw._clock import Clock
 from gitgw.cli import cli
 
 pytest_plugins = ["tests.gitservers", "tests.fakeupstream"]
@@ -103,6 +105,15 @@ def envelope_data(ran: Ran) -> Any:
 def branch_head(repo: Path) -> str:
     """The state branch's commit id."""
     return git("rev-parse", "gitgw", cwd=repo).strip()
+
+
+MOMENT = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)  # when `clock` stands still
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock standing still at `MOMENT` (its ids still grow, one after another)."""
+    return Clock(now=lambda: MOMENT)
 
 
 @pytest.fixture

@@ -32,14 +32,6 @@ from gitgw.records.fast_check import verify_file
 from gitgw.records.layout import kind_at
 from gitgw.records.run import Run, RunPart
 
-MOMENT = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(now=lambda: MOMENT)
-
-
 # -- the canonical text, written by pydantic-core ------------------------------------------
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import pytest
 
@@ -30,13 +29,7 @@ from gitgw.records import (
     render,
     render_batch,
 )
-
-MOMENT = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(now=lambda: MOMENT)
+from tests.conftest import MOMENT
 
 
 def _grant(clock: Clock, **overrides: object) -> ConsentEntry:
