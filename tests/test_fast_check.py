@@ -103,6 +103,9 @@ def test_every_time_the_fast_check_takes_the_model_takes() -> None:
             fast.validate_python(refused)
 
 
+# -- the same verdict as parse_file -------------------------------------------------------
+
+
 def _outcome(check: Callable[[str, bytes], int], path: str, data: bytes) -> tuple[str, object]:
     try:
         return "ok", check(path, data)
