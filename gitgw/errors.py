@@ -20,6 +20,7 @@ __all__ = [
     "Contention",
     "GitgwError",
     "InvalidRecord",
+    "MissingObject",
     "NotARepository",
     "RemoteError",
     "StateBranchExists",
@@ -62,6 +63,24 @@ class InvalidRecord(GitgwError):
         super().__init__(f"{path}: {reason}", hint)
         self.path = path
         self.reason = reason
+
+
+class MissingObject(GitgwError, KeyError):
+    """An object the branch names is not in the repository (a shallow or partial clone).
+
+    A `KeyError` too, as the object store's own lookup raises, so a caller that reads
+    past a missing object keeps doing so."""
+
+    def __init__(self, sha: str) -> None:
+        super().__init__(
+            f"object {sha} is missing from this repository: the state branch's history is "
+            "incomplete (a shallow or partial clone?)",
+            "fetch all of it: `git fetch --unshallow`, or `git fetch --refetch` for a "
+            "partial clone",
+        )
+        self.sha = sha
+
+    __str__ = GitgwError.__str__
 
 
 class Contention(GitgwError):

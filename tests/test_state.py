@@ -206,6 +206,59 @@ def test_a_checked_out_state_branch_is_never_moved(state_repo: Path) -> None:
     assert git("status", "--porcelain", cwd=state_repo) == ""
 
 
+def test_a_checked_out_state_branch_is_never_moved_through_its_git_directory(
+    state_repo: Path,
+) -> None:
+    # Given its `.git` directory, dulwich opens a repository as a bare one: its work
+    # tree's checkout still counts.
+    git("switch", "-q", "gitgw", cwd=state_repo)
+    head = git("rev-parse", "gitgw", cwd=state_repo)
+    ran = run_cli("--repo", str(state_repo / ".git"), "memory", "add", "--title", "t", "-")
+    assert ran.exit_code == 1
+    assert f"checked out in {state_repo}" in ran.stderr
+    assert git("rev-parse", "gitgw", cwd=state_repo) == head
+    assert git("status", "--porcelain", cwd=state_repo) == ""
+
+
+@pytest.mark.parametrize(
+    ("setup", "argv", "expected"),
+    [
+        (["init", "-q", "--object-format=sha256"], ["init"], "names its objects by SHA-256"),
+        (["init", "-q"], ["init", "--branch", "HEAD"], "'HEAD' is not a branch name Git accepts"),
+        (["init", "-q"], ["init", "--branch", "x"], "the ref refs/heads/x/y exists"),
+        (["init", "-q"], ["init", "--branch", "main/x"], "the ref refs/heads/main exists"),
+    ],
+    ids=["sha256", "HEAD", "x beside x/y", "main/x beside main"],
+)
+def test_init_refuses_what_would_damage_the_repository(
+    tmp_path: Path, setup: list[str], argv: list[str], expected: str
+) -> None:
+    code = tmp_path / "code"
+    git(*setup, "-b", "main", str(code))
+    git("commit", "-q", "--allow-empty", "-m", "work", cwd=code)
+    git("branch", "x/y", cwd=code)
+    git("pack-refs", "--all", cwd=code)  # as `git gc` leaves them
+    refs = git("for-each-ref", cwd=code)
+    objects = sorted(str(p) for p in (code / ".git" / "objects").rglob("*"))
+    ran = run_cli("--repo", str(code), *argv)
+    assert ran.exit_code == 1, ran.stdout
+    assert expected in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert git("for-each-ref", cwd=code) == refs
+    assert sorted(str(p) for p in (code / ".git" / "objects").rglob("*")) == objects
+    git("fsck", "--no-progress", cwd=code)
+
+
+def test_init_refuses_a_git_file_naming_a_missing_directory(tmp_path: Path) -> None:
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / ".git").write_text(f"gitdir: {tmp_path / 'gone'}\n")
+    ran = run_cli("init", str(moved))
+    assert ran.exit_code == 1
+    assert f"points at {tmp_path / 'gone'}, which holds none" in ran.stderr
+    assert not (tmp_path / "gone").exists()
+
+
 def test_a_state_branch_checked_out_in_a_linked_worktree_is_never_moved(
     state_repo: Path, tmp_path: Path
 ) -> None:

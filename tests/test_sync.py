@@ -272,6 +272,49 @@ def test_a_remote_rewritten_without_changing_a_record_is_named(
     assert f"{record}: add-only record deleted by a rewrite of history on origin" in ran.stderr
 
 
+def test_a_record_deleted_by_commits_the_remote_is_ahead_with_is_named(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    a, _b = pair(tmp_path, git_server)
+    record = add_consent(a)
+    assert sync(a)["action"] == "pushed"
+    # Someone deletes the record in a new commit on the server, a fast-forward.
+    clone = tmp_path / "deleter"
+    git("clone", "-q", "--branch", BRANCH, git_server.url(), str(clone))
+    git("rm", "-q", record, cwd=clone)
+    git("commit", "-qm", "remove the evidence", cwd=clone)
+    git("push", "-q", "origin", BRANCH, cwd=clone)
+    git("fetch", "-q", "origin", cwd=a)  # not merged yet: the walk has not seen it
+    ran = run_cli("--repo", str(a), "verify")
+    assert ran.exit_code == 1
+    assert f"{record}: add-only record was deleted on origin" in ran.stderr
+
+
+def test_a_force_push_known_only_to_the_tracking_refs_reflog_is_named(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    a, _b = pair(tmp_path, git_server)
+    record = add_consent(a)
+    assert sync(a)["action"] == "pushed"
+    # c fetches the head holding the record, without a branch of its own yet.
+    c = tmp_path / "c"
+    git("init", "-q", str(c))
+    git("remote", "add", "origin", git_server.url(), cwd=c)
+    git("fetch", "-q", "origin", cwd=c)
+    # The server's branch is rewritten to drop the record; c fetches that and only then
+    # makes its state branch, at the new head: its own reflog never held the old one.
+    rewriter = tmp_path / "rewriter"
+    git("clone", "-q", "--branch", BRANCH, git_server.url(), str(rewriter))
+    git("reset", "-q", "--hard", "HEAD~1", cwd=rewriter)
+    git("commit", "-q", "--allow-empty", "-m", "a new commit on the old base", cwd=rewriter)
+    git("push", "-q", "--force", "origin", BRANCH, cwd=rewriter)
+    git("fetch", "-q", "origin", cwd=c)
+    git("branch", "-q", BRANCH, f"origin/{BRANCH}", cwd=c)
+    ran = run_cli("--repo", str(c), "verify")
+    assert ran.exit_code == 1, ran.stdout
+    assert f"{record}: add-only record deleted by a rewrite of history on origin" in ran.stderr
+
+
 def test_rewritten_remote_history_is_refused(tmp_path: Path, git_server: GitServer) -> None:
     a, b = pair(tmp_path, git_server)
     record = add_consent(a)

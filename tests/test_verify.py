@@ -3,8 +3,12 @@ force-pushed, invalid and unknown files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -261,6 +265,152 @@ def test_a_second_run_skips_proven_files_but_still_catches_tampering(
     assert "add-only record was modified" in dict(_problems(data))[path]
     fresh = run_cli("--repo", str(state_repo), "verify", "--no-cache", "--json")
     assert json.loads(fresh.stdout)["data"]["cached"] == 0
+
+
+def test_a_file_name_holding_a_line_break_cannot_prove_another_file(
+    state_repo: Path, clone: Path
+) -> None:
+    # An invalid record, and a conflict copy whose name (git allows any byte but NUL and
+    # "/") spells a line of verify's cache of proven files after a character
+    # `str.splitlines` breaks at, claiming that record was proven.
+    path, data = render(_grant())
+    bad = data.replace(b'"alice"', b'"mallory"')  # its digest no longer matches
+    blob = hashlib.sha1(b"blob %d\0" % len(bad) + bad).hexdigest()
+    copy = f"conflicts/{default_clock().new_id()}/files/x\x1c{blob} 1 {path}"
+    for name, content in ((path, bad), (copy, b"anything\n")):
+        (clone / name).parent.mkdir(parents=True, exist_ok=True)
+        (clone / name).write_bytes(content)
+    git("add", "-A", cwd=clone)
+    git("commit", "-qm", "an invalid record and an odd name", cwd=clone)
+    _push(clone)
+    for _ in range(2):  # the second run reads the cache the first one wrote
+        code, found = _verify(state_repo)
+        assert code == 1
+        assert dict(_problems(found))[path] == "digest does not match its content"
+
+
+def _commit_entries(repo: Path, entries: dict[str, tuple[str, str]], message: str) -> str:
+    """Commit onto the state branch, with plain git, the tree entries (mode, object id)
+    given by path: what a person's tools might write."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(repo / ".git" / "index.crafted")}
+
+    def plumbing(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    plumbing("read-tree", "gitgw")
+    for path, (mode, sha) in entries.items():
+        plumbing("update-index", "--add", "--cacheinfo", f"{mode},{sha},{path}")
+    tree = plumbing("write-tree")
+    commit = plumbing("commit-tree", tree, "-p", "gitgw", "-m", message)
+    plumbing("update-ref", "refs/heads/gitgw", commit)
+    return commit
+
+
+@pytest.mark.parametrize(
+    ("mode", "reasons"),
+    [
+        ("100755", ["add-only record was modified"]),
+        ("120000", ["add-only record was deleted", "is a symbolic link or a submodule"]),
+        ("160000", ["add-only record was deleted", "is a symbolic link or a submodule"]),
+    ],
+)
+def test_a_record_given_another_mode_is_named(
+    state_repo: Path, mode: str, reasons: list[str]
+) -> None:
+    # The same object id under a new mode: an executable, a link whose target is the
+    # record's text, or a submodule named by that id (which gitgw must not read as a
+    # directory, nor git check out as a file).
+    [path] = _add(state_repo, _grant())
+    blob = git("rev-parse", f"gitgw:{path}", cwd=state_repo).strip()
+    commit = _commit_entries(state_repo, {path: (mode, blob)}, "a new mode")
+    code, data = _verify(state_repo)
+    assert code == 1
+    found = [(p["reason"], p["commit"]) for p in data["problems"] if p["path"] == path]  # type: ignore[index,union-attr]
+    assert len(found) == len(reasons)
+    for (reason, where), expected in zip(found, reasons, strict=True):
+        assert reason.startswith(expected)
+        assert where == commit
+    assert run_cli("--repo", str(state_repo), "status").exit_code == 0
+
+
+def test_a_name_a_tree_holds_twice_is_named(state_repo: Path) -> None:
+    # Git's fsck refuses such a tree, but git itself reads the first entry of the two,
+    # so verify may not vouch for the second: it names the tree's fault.
+    path, good = render(_grant())
+    bad = good.replace(b'"alice"', b'"mallory"')
+    folder, name = path.rsplit("/", 1)
+    ids = [
+        git("hash-object", "-w", str(_written(state_repo, d)), cwd=state_repo).strip()
+        for d in (bad, good)
+    ]
+    raw = b"".join(b"100644 " + name.encode() + b"\0" + bytes.fromhex(i) for i in ids)
+    tree = _write_object(state_repo, b"tree", raw)
+    # The folders above it, each the branch's with that one entry replaced.
+    while folder:
+        parent, _, base = folder.rpartition("/")
+        where = f"gitgw:{parent}" if parent else "gitgw"
+        listing = git("ls-tree", where, cwd=state_repo, check=False)  # none yet: ""
+        kept = [line for line in listing.splitlines() if line.split("\t", 1)[1] != base]
+        mktree = subprocess.run(
+            ["git", "mktree"],
+            cwd=state_repo,
+            input="\n".join([*kept, f"040000 tree {tree}\t{base}"]) + "\n",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        tree, folder = mktree.stdout.strip(), parent
+    commit = git("commit-tree", tree, "-p", "gitgw", "-m", "one name, twice", cwd=state_repo)
+    commit = commit.strip()
+    git("update-ref", "refs/heads/gitgw", commit, cwd=state_repo)
+    code, data = _verify(state_repo)
+    assert code == 1
+    assert (path, "the tree holds this name twice") in _problems(data)
+    assert any(p["commit"] == commit for p in data["problems"])  # type: ignore[attr-defined,index]
+
+
+def test_a_file_entry_naming_a_tree_is_a_problem_not_a_crash(state_repo: Path) -> None:
+    path, _ = render(_grant())
+    tree = git("rev-parse", "gitgw^{tree}", cwd=state_repo).strip()
+    _commit_entries(state_repo, {path: ("100644", tree)}, "a file that is a tree")
+    code, data = _verify(state_repo)
+    assert code == 1
+    assert dict(_problems(data))[path] == (
+        f"cannot be read: its object {tree} is missing or not a file"
+    )
+
+
+def test_a_shallow_clone_is_told_its_history_is_incomplete(
+    state_repo: Path, tmp_path: Path
+) -> None:
+    _add(state_repo, _grant())
+    _add(state_repo, _grant())
+    shallow = tmp_path / "shallow"
+    git("clone", "-q", "--depth", "1", "--branch", "gitgw", f"file://{state_repo}", str(shallow))
+    ran = run_cli("--repo", str(shallow), "verify")
+    assert ran.exit_code == 1
+    assert "history is incomplete (a shallow or partial clone?)" in ran.stderr
+    assert "git fetch --unshallow" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert run_cli("--repo", str(shallow), "status").exit_code == 0
+
+
+def _written(repo: Path, data: bytes) -> Path:
+    path = repo / ".git" / "crafted-blob"
+    path.write_bytes(data)
+    return path
+
+
+def _write_object(repo: Path, kind: bytes, raw: bytes) -> str:
+    """A loose object written as is, past git's own checks."""
+    data = kind + b" %d\0" % len(raw) + raw
+    sha = hashlib.sha1(data).hexdigest()
+    target = repo / ".git" / "objects" / sha[:2] / sha[2:]
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(zlib.compress(data))
+    return sha
 
 
 def test_secrets_in_history_are_found_on_request(state_repo: Path, clone: Path) -> None:

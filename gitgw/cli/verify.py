@@ -33,8 +33,9 @@ def command(secrets: bool, no_cache: bool, as_json: bool) -> None:
       - every file matches its schema, and every add-only record its digest;
       - no add-only record was modified or deleted after it was added, in any commit;
       - every earlier head this machine has seen (gitgw's record of heads, the reflog,
-        remote-tracking branches) is still in the history, so a rewrite with plain git
-        (an amended commit, a force push) is caught.
+        remote-tracking branches and their reflogs) is still in the history, so a
+        rewrite with plain git (an amended commit, a force push) is caught;
+      - the branch holds regular files only (no symbolic links or submodules).
 
     The history is walked every time; files an earlier run proved (same path, same
     bytes) are not parsed again (see --no-cache).

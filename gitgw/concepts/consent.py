@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import sqlite3
+import stat
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -214,7 +215,7 @@ class ConsentLedger:
         if commit is None:
             return None
         found = self._repo.trees.lookup(self._repo.tree_of(commit), "consent")
-        return found[1] if found is not None and found[0] & 0o040000 else None
+        return found[1] if found is not None and stat.S_ISDIR(found[0]) else None
 
     # -- answering ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ person asks for when running a workflow by hand (`gitgw workflows run --event FI
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +76,7 @@ class WorkflowSet:
     def refresh(self, repo: StateRepo, head: str) -> list[WorkflowProblem]:
         """Bring the set to commit `head`; the problems of the files that changed."""
         found = repo.trees.lookup(repo.tree_of(head), _TOP)
-        tree = found[1] if found is not None and found[0] & 0o040000 else None
+        tree = found[1] if found is not None and stat.S_ISDIR(found[0]) else None
         self.commit = head
         if tree == self._tree and (tree is not None or not self._blobs):
             return []

@@ -100,22 +100,28 @@ class _Proven:
         self.known: dict[tuple[str, str], int] = {}
         self.new: list[str] = []
         if self.path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                for line in self.path.read_text().splitlines():
+            # One entry a line, ended by a line feed only: a file name may hold any other
+            # character `str.splitlines` breaks at, and the branch chooses its names.
+            with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
+                for line in self.path.read_text(encoding="utf-8").split("\n"):
                     parts = line.split(" ", 2)
                     if len(parts) == 3 and parts[1].isdigit():  # a torn last line is skipped
                         self.known[(parts[2], parts[0])] = int(parts[1])
 
     def add(self, path: str, blob: str, records: int) -> None:
         self.known[(path, blob)] = records
-        self.new.append(f"{blob} {records} {path}\n")
+        if "\n" not in path:  # a name a line feed would split is proven again next time
+            self.new.append(f"{blob} {records} {path}\n")
 
     def save(self) -> None:
+        """Append the entries proven in this run; a repository this process cannot
+        write to keeps its cache as it was (the next run proves them again)."""
         if self.path is None or not self.new:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.writelines(self.new)
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.writelines(self.new)
         self.new.clear()
 
 
@@ -196,6 +202,14 @@ class _Checker:
     def problem(self, path: str, commit: str, reason: str) -> None:
         self.found.append((self.seq, Problem(path, commit, reason)))
 
+    def passed_over(self, commit: str) -> None:
+        """Name what the diff of `commit` passed over: links, submodules, names twice."""
+        odd = self.repo.trees.odd
+        if odd:
+            for path, reason in odd:
+                self.problem(path, commit, reason)
+            odd.clear()
+
 
 def verify(
     repo: StateRepo,
@@ -219,6 +233,7 @@ def verify(
     checker = _Checker(repo, report, _Proven(repo, secrets, cache), files)
     # The walk makes hundreds of thousands of short-lived tuples and sets and no cycles:
     # the collector's passes over them cost 5-10% of this process's CPU.
+    repo.trees.odd = []
     try:
         with collector_paused(keep=True):
             commits = commits_oldest_first(repo, head)
@@ -228,6 +243,7 @@ def verify(
             ):
                 for path, old, new in changes:
                     checker.change(commit, path, old, new)
+                checker.passed_over(commit)
                 if progress is not None and (number % 500 == 0 or number == len(commits)):
                     progress(number, len(commits))
             # The mutable files at the head are checked while the other processes check
@@ -238,6 +254,7 @@ def verify(
             checker.finish()
     finally:
         files.close()  # after an error too: no process left checking what nobody reads
+        repo.trees.odd = None
     report.problems.extend(at_head)
     _check_witnesses(repo, head, set(commits), report)
     checker.proven.save()
@@ -266,9 +283,14 @@ def check_commits(
     files = FileChecks(repo, secrets=True, workers=1, threshold=0)
     checker = _Checker(repo, report, _Proven(repo, secrets=True, enabled=False), files)
     checker.known_trees = [tree for head in known if (tree := repo.tree_of(head)) is not None]
-    for commit in commits:
-        for change in changes_of(repo, commit):
-            checker.change(commit, change.path, change.old, change.new)
+    repo.trees.odd = []
+    try:
+        for commit in commits:
+            for change in changes_of(repo, commit):
+                checker.change(commit, change.path, change.old, change.new)
+            checker.passed_over(commit)
+    finally:
+        repo.trees.odd = None
     checker.finish()
     return report.problems
 
@@ -318,12 +340,8 @@ def _last_change(repo: StateRepo, head: str, path: str) -> str:
 def _check_witnesses(repo: StateRepo, head: str, history: set[str], report: Report) -> None:
     for sha, source in repo.witnessed_heads():
         report.witnesses += 1
-        if sha in history:
-            continue
-        remote = repo.remote_of(source)
-        if remote is not None:
-            report.problems.extend(_remote_rewrites(repo, head, sha, remote))
-            continue
+        if sha in history or repo.remote_of(source) is not None:
+            continue  # a remote's head is judged below, with what the remote had before
         if not repo.has_object(sha):  # the branch was there once; its commits were pruned
             report.problems.append(
                 Problem(
@@ -350,6 +368,14 @@ def _check_witnesses(repo: StateRepo, head: str, history: set[str], report: Repo
                     "is no longer part of the branch",
                 )
             )
+    # Every remote's tracking ref, even one pointing at a head known from elsewhere too:
+    # its reflog may still hold a head the remote's history has lost since.
+    named = {problem.path for problem in report.problems}
+    for ref_name, tracked in repo.tracking_refs().items():
+        remote = repo.remote_of(ref_name)
+        if remote is not None:
+            found = _remote_rewrites(repo, head, tracked, remote, tracked in history)
+            report.problems.extend(problem for problem in found if problem.path not in named)
 
 
 def _lost_records(
@@ -364,37 +390,59 @@ def _lost_records(
     return lost
 
 
-def _remote_rewrites(repo: StateRepo, head: str, tracked: str, remote: str) -> list[Problem]:
-    """What a remote's head that the branch has not taken in yet shows of a rewrite.
+def _remote_rewrites(
+    repo: StateRepo, head: str, tracked: str, remote: str, taken_in: bool
+) -> list[Problem]:
+    """What a remote's head shows of a rewrite (`taken_in`: the branch's history holds it).
 
     Being ahead (or apart, before a sync) is no rewrite. A remote head that no longer
-    descends from the one `gitgw sync` last took in from that remote is (the records
-    that head held and this one lacks or changed are named); and a record it holds with
-    other content than the branch is a modification on one side or the other."""
+    descends from one it had before (the head `gitgw sync` last took in from that
+    remote, or one its tracking ref's reflog recorded) is: the records that head held
+    and this one lacks or changed are named. Of a head not taken in yet, a record it
+    holds with other content than the branch is a modification on one side or the
+    other; and where the remote is ahead (its history holds the branch's head), a record
+    of the branch it lacks was deleted there. (The walk judged a head taken in.)"""
     if not repo.has_object(tracked):
         return []
     ours, theirs = repo.tree_of(head), repo.tree_of(tracked)
-    problems: list[Problem] = []
-    synced = last_synced(repo, remote)
-    dropped = None  # the head sync last took in, if the remote's history no longer holds it
-    if synced is not None and synced != tracked and repo.has_object(synced):
-        dropped = None if repo.is_ancestor(synced, tracked) else synced
-    if dropped is not None:
-        how = f"by a rewrite of history on {remote}"
-        problems = _lost_records(repo, repo.tree_of(dropped), theirs, how, tracked)
-    named = {problem.path for problem in problems}
-    problems += [
-        Problem(path, tracked, f"add-only record differs on {remote}: one side modified it")
-        for path, before, after in repo.trees.diff(ours, theirs)
-        if before is not None and after is not None and is_add_only(path) and path not in named
+    history = repo.ancestors(tracked)
+    earlier = [
+        last_synced(repo, remote),
+        *repo.reflog_heads(f"refs/remotes/{remote}/{repo.branch}"),
     ]
-    if dropped is not None and not problems:
+    # The heads the remote had that its history no longer holds, oldest first.
+    dropped = [
+        sha
+        for sha in dict.fromkeys(sha for sha in earlier if sha is not None)
+        if sha not in history and repo.has_object(sha)
+    ]
+    problems: list[Problem] = []
+    how = f"by a rewrite of history on {remote}"
+    for sha in dropped:
+        named = {problem.path for problem in problems}
+        problems += [
+            problem
+            for problem in _lost_records(repo, repo.tree_of(sha), theirs, how, tracked)
+            if problem.path not in named
+        ]
+    named = {problem.path for problem in problems}
+    ahead = head in history
+    for path, before, after in () if taken_in else repo.trees.diff(ours, theirs):
+        if before is None or path in named or not is_add_only(path):
+            continue
+        if after is not None:
+            problems.append(
+                Problem(path, tracked, f"add-only record differs on {remote}: one side modified it")
+            )
+        elif ahead:
+            problems.append(Problem(path, tracked, f"add-only record was deleted on {remote}"))
+    if dropped and not problems:
         problems.append(
             Problem(
                 "(history)",
                 tracked,
-                f"the state branch on {remote} was rewritten: the head gitgw last synced "
-                f"with, {dropped[:12]}, is no longer in its history",
+                f"the state branch on {remote} was rewritten: its earlier head "
+                f"{dropped[0][:12]} is no longer in its history",
             )
         )
     return problems

@@ -56,8 +56,16 @@ def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> Checked
     counts: list[int] = []
     refused: dict[int, str] = {}
     with collector_paused():  # many short-lived dicts and models, no cycles
-        blobs = repo.blobs([blob for _, _, blob in wanted])
-        for (seq, path, _), data in zip(wanted, blobs, strict=True):
+        ids = [blob for _, _, blob in wanted]
+        try:
+            blobs: list[bytes | None] = list(repo.blobs(ids))
+        except (KeyError, ValueError):  # one is missing or no blob: read each on its own
+            blobs = [_blob_or_none(repo, blob) for blob in ids]
+        for (seq, path, blob), data in zip(wanted, blobs, strict=True):
+            if data is None:
+                refused[seq] = f"cannot be read: its object {blob} is missing or not a file"
+                counts.append(0)
+                continue
             try:
                 if secrets:  # the guards need what parse_file builds
                     count = len(check_file(path, data).records) or 1
@@ -68,6 +76,13 @@ def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> Checked
                 count = 0
             counts.append(count)
     return counts, refused
+
+
+def _blob_or_none(repo: StateRepo, blob: str) -> bytes | None:
+    try:
+        return repo.blob(blob)
+    except (KeyError, ValueError):
+        return None
 
 
 _opened: dict[str, StateRepo] = {}  # in a worker: the repository, opened once

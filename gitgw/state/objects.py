@@ -19,6 +19,7 @@ from dulwich.object_store import BaseObjectStore, DiskObjectStore, PackBasedObje
 from dulwich.objects import Blob, ObjectID, RawObjectID, ShaFile
 from dulwich.pack import Pack, PackFileDisappeared
 
+from gitgw.errors import MissingObject
 from gitgw.state.pack_index import PackView, shared_offset_table
 from gitgw.state.pack_objects import BaseCache, read_object
 
@@ -63,7 +64,10 @@ class ObjectReader:
         if found is not None:
             return found
         with self._pack_lock:
-            return self._store.get_raw(ObjectID(sha))
+            try:
+                return self._store.get_raw(ObjectID(sha))
+            except KeyError:
+                raise MissingObject(sha.decode("ascii", "replace")) from None
 
     def _read_direct(self, sha: bytes) -> tuple[int, bytes] | None:
         try:

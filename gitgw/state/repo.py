@@ -13,7 +13,7 @@ import contextlib
 import os
 import random
 import re
-import socket
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from typing import Literal
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
 from dulwich.objects import Commit, ObjectID, Tree
-from dulwich.refs import Ref, check_ref_format
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 
 from gitgw.errors import (
@@ -35,6 +35,7 @@ from gitgw.errors import (
     StateBranchExists,
     StateBranchMissing,
 )
+from gitgw.state.opening import check_branch, check_usable, identity
 from gitgw.state.trees import TreeStore, nest_changes
 
 __all__ = ["DEFAULT_BRANCH", "CommitInfo", "StateRepo"]
@@ -45,19 +46,6 @@ _RETRY_SECONDS = 60.0
 # was left by a process killed inside that window, and nobody else will remove it.
 _STALE_LOCK_SECONDS = 10.0
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}")
-
-
-def check_branch(name: str) -> None:
-    """Refuse a state branch name Git would not take (`a..b`, `x y`, `foo.lock`, ``)."""
-    if (
-        not name
-        or name.startswith("-")
-        or not check_ref_format(Ref(b"refs/heads/" + name.encode()))
-    ):
-        raise GitgwError(
-            f"{name!r} is not a branch name Git accepts",
-            "use letters, digits, '-', '_', '/' and '.' (no '..', spaces or a '.lock' end)",
-        )
 
 
 @dataclass(frozen=True)
@@ -72,30 +60,17 @@ class CommitInfo:
     time: int
 
 
-def _identity(repo: Repo) -> bytes:
-    env = os.environ.get("GITGW_ACTOR")
-    if env:
-        return env.encode("utf-8") if "<" in env else f"{env} <{env}>".encode()
-    config = repo.get_config_stack()
-    try:
-        name = config.get((b"user",), b"name")
-        email = config.get((b"user",), b"email")
-        return name + b" <" + email + b">"
-    except KeyError:
-        host = socket.gethostname() or "localhost"
-        return f"gitgw <gitgw@{host}>".encode()
-
-
 class StateRepo:
     """A Git repository and the name of its state branch."""
 
     def __init__(self, repo: Repo, branch: str = DEFAULT_BRANCH) -> None:
         check_branch(branch)
+        check_usable(repo)
         self._repo = repo
         self.branch = branch
         self.ref = Ref(b"refs/heads/" + branch.encode("utf-8"))
         self.trees = TreeStore(repo.object_store)
-        self.identity = _identity(repo)
+        self.identity = identity(repo)
         self.retries = 0  # compare-and-swap attempts lost to other writers, for benchmarks
         # Commits never change, so their parents are cached for the life of the handle:
         # history walks (ancestry, sync, the daemon) read each commit's header once.
@@ -235,25 +210,27 @@ class StateRepo:
     def read(self, path: str, commit: str | None = None) -> bytes | None:
         """The bytes of `path` on the branch (or at `commit`), or None if it is not there."""
         found = self.trees.lookup(self._tree_of(commit), path)
-        if found is None or found[0] & 0o040000:
+        if found is None or not stat.S_ISREG(found[0]):  # a link or a submodule is no file
             return None
         return self.trees.blob(found[1])
 
     def listdir(self, directory: str = "", commit: str | None = None) -> list[str]:
-        """The names in `directory` (sub-directories end with "/"); [] if it is not there."""
+        """The names in `directory` (sub-directories end with "/"); [] if it is not there.
+        Only directories and regular files are listed."""
         found = self.trees.lookup(self._tree_of(commit), directory.strip("/"))
-        if found is None or not found[0] & 0o040000:
+        if found is None or not stat.S_ISDIR(found[0]):
             return []
         return sorted(
-            name.decode("utf-8") + ("/" if mode & 0o040000 else "")
+            name.decode("utf-8", "backslashreplace") + ("/" if stat.S_ISDIR(mode) else "")
             for name, (mode, _) in self.trees.entries(found[1]).items()
+            if stat.S_ISDIR(mode) or stat.S_ISREG(mode)
         )
 
     def walk(self, directory: str = "", commit: str | None = None) -> Iterator[tuple[str, str]]:
         """Every (path, blob id) under `directory`."""
         directory = directory.strip("/")
         found = self.trees.lookup(self._tree_of(commit), directory)
-        if found is None or not found[0] & 0o040000:
+        if found is None or not stat.S_ISDIR(found[0]):
             return
         prefix = directory + "/" if directory else ""
         for path, sha in self.trees.walk(found[1], prefix):
@@ -342,7 +319,11 @@ class StateRepo:
     def checked_out_in(self) -> Path | None:
         """The work tree that has the state branch checked out, if any."""
         common = Path(self._repo.commondir())
-        candidates = [] if self.bare else [(common / "HEAD", self.path)]
+        candidates = []
+        if not self.bare:
+            candidates.append((common / "HEAD", self.path))
+        elif self._has_work_tree():  # its `.git` directory, opened as if it were bare
+            candidates.append((common / "HEAD", common.resolve().parent))
         worktrees = common / "worktrees"
         if worktrees.is_dir():
             for entry in worktrees.iterdir():
@@ -355,6 +336,13 @@ class StateRepo:
                 if head_file.read_bytes().strip() == target:
                     return where
         return None
+
+    def _has_work_tree(self) -> bool:
+        try:
+            value = self._repo.get_config().get((b"core",), b"bare")
+        except KeyError:
+            return False
+        return value.strip().lower() in (b"false", b"no", b"off", b"0")
 
     def _guard_checkout(self) -> None:
         where = self.checked_out_in()
@@ -384,6 +372,8 @@ class StateRepo:
         once the ref points at it.
         """
         self._guard_checkout()
+        if new_branch or self.head() is None:
+            self._refuse_clashing_refs()  # before anything is written
         blob_ids = {
             path: None if data is None else self.trees.add_blob(data)
             for path, data in files.items()
@@ -465,6 +455,18 @@ class StateRepo:
             self._break_stale_lock()
             return "locked"
 
+    def _refuse_clashing_refs(self) -> None:
+        # Git keeps `x` and `x/y` apart only as long as no ref holds both names: a new
+        # branch `x` beside `x/y` (or `x/y` beside `x`) breaks every clone of the repository.
+        mine = self.ref + b"/"
+        for name in self._repo.refs.allkeys():
+            if name.startswith(mine) or self.ref.startswith(name + b"/"):
+                raise GitgwError(
+                    f"cannot make branch {self.branch!r}: the ref {name.decode()} exists, "
+                    "and Git cannot hold both names",
+                    "choose another state branch name with --branch",
+                )
+
     def _break_stale_lock(self) -> None:
         # A writer killed while holding the ref lock leaves `<ref>.lock` behind. Holding it
         # takes microseconds, so one this old belongs to a dead process.
@@ -511,17 +513,23 @@ class StateRepo:
             for line in self._witness_file.read_text(errors="replace").split():
                 if _COMMIT_ID.fullmatch(line):  # a line torn by a full disk is skipped
                     seen.setdefault(line, "gitgw's record of earlier heads")
-        reflog = Path(self._repo.commondir()) / "logs" / self.ref.decode("utf-8")
-        with contextlib.suppress(FileNotFoundError):
-            for line in reflog.read_text(errors="replace").splitlines():
-                parts = line.split()
-                if len(parts) >= 2:
-                    for sha in parts[:2]:
-                        if sha.strip("0"):
-                            seen.setdefault(sha, "the branch's reflog")
+        for sha in self.reflog_heads(self.ref.decode("utf-8")):
+            seen.setdefault(sha, "the branch's reflog")
         for ref_name, target in self.tracking_refs().items():
             seen.setdefault(target, ref_name)
         return list(seen.items())
+
+    def reflog_heads(self, ref_name: str) -> list[str]:
+        """The commits the reflog of `ref_name` says it pointed at, oldest first (none
+        without a reflog; a line that is not a reflog entry, torn or edited, is skipped)."""
+        reflog = Path(self._repo.commondir()) / "logs" / ref_name
+        heads: dict[str, None] = {}
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            for line in reflog.read_text(errors="replace").split("\n"):
+                for sha in line.split()[:2]:
+                    if _COMMIT_ID.fullmatch(sha) and sha.strip("0"):
+                        heads.setdefault(sha)
+        return list(heads)
 
     def remote_of(self, ref_name: str) -> str | None:
         """The remote whose tracking ref of the state branch `ref_name` is

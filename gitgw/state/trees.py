@@ -72,6 +72,16 @@ _ENTRY = re.compile(rb"[^\0]+\0.{20}", re.DOTALL)
 _ENTRY_SETS = 256  # trees whose raw entries are kept for diffs
 
 
+# Git's modes of a file; a symbolic link (120000) or a submodule (160000) is none to gitgw.
+_REGULAR = frozenset({0o100644, 0o100755})
+_NOT_A_FILE = "is a symbolic link or a submodule, not a file: gitgw reads regular files only"
+
+
+def _decoded(name: bytes) -> str:
+    # A name is UTF-8 in every path gitgw knows; any other is shown, escaped, as unknown.
+    return name.decode("utf-8", "backslashreplace")
+
+
 def _parse_entry(chunk: bytes) -> tuple[bytes, tuple[int, bytes]]:
     mode, _, name = chunk[:-21].partition(b" ")
     return name, (int(mode, 8), binascii.hexlify(chunk[-20:]))
@@ -110,6 +120,10 @@ class TreeStore(ObjectReader):
         self._cache_size = cache_size
         self._counter = itertools.count()
         self._known_dirs: set[str] = set()
+        # While a list (`verify` sets one, and reports and empties it), what `diff` and
+        # `walk` pass over, as (path, why): entries that are not regular files (absent to
+        # every reader here) and names a tree holds twice.
+        self.odd: list[tuple[str, str]] | None = None
         # What this store wrote as loose objects, for the writer's housekeeping.
         self.loose_written = 0
         self.loose_bytes_written = 0
@@ -173,11 +187,13 @@ class TreeStore(ObjectReader):
         if tree_sha is None:
             return
         for name, (mode, sha) in sorted(self.entries(tree_sha).items()):
-            path = prefix + name.decode("utf-8")
+            path = prefix + _decoded(name)
             if stat.S_ISDIR(mode):
                 yield from self.walk(sha, path + "/")
-            else:
+            elif mode in _REGULAR:
                 yield path, sha
+            elif self.odd is not None:
+                self.odd.append((path, _NOT_A_FILE))
 
     def diff(
         self, old: bytes | None, new: bytes | None, prefix: str = ""
@@ -208,26 +224,54 @@ class TreeStore(ObjectReader):
         # adds a few files to a directory of hundreds, and parsing every entry of both
         # versions cost most of verify's walk through history.
         after = dict(map(_parse_entry, added))
+        if len(after) < len(added) and self.odd is not None:
+            self._odd_names(prefix, added)
         if not removed:  # only entries added (the usual commit): none to pair with one before
             for name, (mode, sha) in sorted(after.items()):
-                path = prefix + name.decode("utf-8")
+                path = prefix + _decoded(name)
                 if mode & _FORMAT == DIR_MODE:
-                    self._diff_into(None, sha, path + "/", found)
-                else:
+                    self._subdiff(None, sha, path, found)
+                elif mode in _REGULAR:
                     found.append((path, None, sha))
+                elif self.odd is not None:
+                    self.odd.append((path, _NOT_A_FILE))
             return
         before = dict(map(_parse_entry, removed))
         for name in sorted(before.keys() | after.keys()):
             was, now = before.get(name), after.get(name)
-            path = prefix + name.decode("utf-8")
+            path = prefix + _decoded(name)
             before_dir = was[1] if was and was[0] & _FORMAT == DIR_MODE else None
             after_dir = now[1] if now and now[0] & _FORMAT == DIR_MODE else None
             if before_dir or after_dir:
-                self._diff_into(before_dir, after_dir, path + "/", found)
-            before_file = was[1] if was and not before_dir else None
-            after_file = now[1] if now and not after_dir else None
-            if before_file != after_file:
-                found.append((path, before_file, after_file))
+                self._subdiff(before_dir, after_dir, path, found)
+            # Only a regular file is a file to gitgw: anything else is absent to it.
+            before_file = was[1] if was and not before_dir and was[0] in _REGULAR else None
+            after_file = now[1] if now and not after_dir and now[0] in _REGULAR else None
+            if now and not after_dir and not after_file and self.odd is not None:
+                self.odd.append((path, _NOT_A_FILE))
+            new_mode = was and now and was[0] != now[0]
+            if before_file != after_file or (after_file and new_mode):
+                found.append((path, before_file, after_file))  # a new mode is a change too
+
+    def _subdiff(
+        self,
+        old: bytes | None,
+        new: bytes | None,
+        path: str,
+        found: list[tuple[str, bytes | None, bytes | None]],
+    ) -> None:
+        try:
+            self._diff_into(old, new, path + "/", found)
+        except (KeyError, ValueError):  # a directory whose object is missing or no tree
+            if self.odd is None:
+                raise
+            self.odd.append((path, "is a directory whose tree cannot be read"))
+
+    def _odd_names(self, prefix: str, entries: frozenset[bytes]) -> None:
+        assert self.odd is not None
+        names = [_parse_entry(entry)[0] for entry in entries]
+        for name in sorted({name for name in names if names.count(name) > 1}):
+            self.odd.append((prefix + _decoded(name), "the tree holds this name twice"))
 
     def _changed_entries(self, old: bytes, new: bytes) -> tuple[frozenset[bytes], frozenset[bytes]]:
         """The raw entries only tree `old` has, and those only tree `new` has."""
