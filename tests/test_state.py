@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,23 @@ def test_init_refuses_what_would_damage_the_repository(
     git("fsck", "--no-progress", cwd=code)
 
 
+@pytest.mark.parametrize(
+    ("make", "target", "reason"),
+    [
+        (lambda root: (root / "file").write_text("x\n"), "file/sub", "Not a directory"),
+        (lambda root: (root / "stray" / ".git").mkdir(parents=True), "stray", "File exists"),
+    ],
+    ids=["a file in the way", "an empty .git directory"],
+)
+def test_init_where_no_repository_can_be_made_is_a_clear_error(
+    tmp_path: Path, make: Callable[[Path], object], target: str, reason: str
+) -> None:
+    make(tmp_path)
+    ran = run_cli("init", str(tmp_path / target))
+    assert ran.exit_code == 1
+    assert f"cannot make a Git repository at {tmp_path / target}: {reason}" in ran.stderr
+
+
 def test_init_refuses_a_git_file_naming_a_missing_directory(tmp_path: Path) -> None:
     moved = tmp_path / "moved"
     moved.mkdir()
@@ -257,6 +275,16 @@ def test_init_refuses_a_git_file_naming_a_missing_directory(tmp_path: Path) -> N
     assert ran.exit_code == 1
     assert f"points at {tmp_path / 'gone'}, which holds none" in ran.stderr
     assert not (tmp_path / "gone").exists()
+
+
+def test_from_a_linked_worktree_the_checkout_named_is_the_main_one(
+    state_repo: Path, tmp_path: Path
+) -> None:
+    git("worktree", "add", "-q", "-b", "feature", str(tmp_path / "wt"), "gitgw", cwd=state_repo)
+    git("switch", "-q", "gitgw", cwd=state_repo)
+    ran = run_cli("--repo", str(tmp_path / "wt"), "status")
+    assert ran.exit_code == 0
+    assert f"the branch is checked out in {state_repo};" in ran.stdout
 
 
 def test_a_state_branch_checked_out_in_a_linked_worktree_is_never_moved(

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import zlib
 from pathlib import Path
@@ -241,6 +242,7 @@ def test_invalid_and_unknown_files_are_named_and_other_commands_still_work(
     ran = run_cli("--repo", str(state_repo), "status")
     assert ran.exit_code == 0
     assert "1 file(s) gitgw does not know, e.g. notes.txt" in ran.stdout
+    assert "warning     gitgw.yaml: does not match the config schema: mode" in ran.stdout
     text = run_cli("--repo", str(state_repo), "verify")
     assert text.exit_code == 1
     assert "notes.txt: is not a path gitgw knows [commit " in text.stderr
@@ -411,6 +413,19 @@ def _write_object(repo: Path, kind: bytes, raw: bytes) -> str:
     target.parent.mkdir(exist_ok=True)
     target.write_bytes(zlib.compress(data))
     return sha
+
+
+def test_a_repository_verify_cannot_write_to_is_verified_all_the_same(
+    state_repo: Path,
+) -> None:
+    # Where gitgw keeps its records is not writable (here: a file in the way): the proven
+    # files and the head seen cannot be recorded, and the verdict is the same.
+    _add(state_repo, _grant())
+    shutil.rmtree(state_repo / ".git" / "gitgw", ignore_errors=True)
+    (state_repo / ".git" / "gitgw").write_text("in the way\n")
+    for _ in range(2):
+        code, data = _verify(state_repo)
+        assert (code, data["cached"]) == (0, 0)
 
 
 def test_secrets_in_history_are_found_on_request(state_repo: Path, clone: Path) -> None:

@@ -36,6 +36,11 @@ def command(remote: str | None, as_json: bool) -> None:
             f"warning     the branch is checked out in {result.checked_out_in}; gitgw will "
             "not write to it until you switch away"
         )
+    if result.config_problem:
+        echo(
+            f"warning     {result.config_problem} (commands that need the config refuse "
+            "to run; `gitgw verify` lists every problem)"
+        )
     if result.remote is None:
         echo(f"remote      none named {remote!r} (sync is off)")
     elif result.remote.head is None:

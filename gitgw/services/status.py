@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from gitgw.concepts.store import Store
 from gitgw.errors import GitgwError
 from gitgw.records import KINDS, kind_of
 from gitgw.state import StateRepo
@@ -35,6 +36,7 @@ class Status:
     unknown: list[str] = field(default_factory=list)
     checked_out_in: str | None = None
     remote: RemoteStatus | None = None
+    config_problem: str | None = None  # why gitgw.yaml cannot be read, if it cannot
 
 
 def status(repo: StateRepo, remote: str = "origin") -> Status:
@@ -53,6 +55,10 @@ def status(repo: StateRepo, remote: str = "origin") -> Status:
     where = repo.checked_out_in()
     result.checked_out_in = None if where is None else str(where)
     result.remote = _remote_status(repo, head, remote)
+    try:
+        Store(repo).config()
+    except GitgwError as exc:  # said here; the counts above do not need it
+        result.config_problem = exc.message
     return result
 
 

@@ -102,7 +102,7 @@ class _Proven:
         if self.path is not None:
             # One entry a line, ended by a line feed only: a file name may hold any other
             # character `str.splitlines` breaks at, and the branch chooses its names.
-            with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
                 for line in self.path.read_text(encoding="utf-8").split("\n"):
                     parts = line.split(" ", 2)
                     if len(parts) == 3 and parts[1].isdigit():  # a torn last line is skipped

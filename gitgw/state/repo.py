@@ -120,8 +120,15 @@ class StateRepo:
                     f"run `gitgw init {top}` to add the state branch to it, or `git init "
                     f"{path}` first to make a repository of its own there",
                 )
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(Repo.init(str(path), default_branch=b"main"), branch)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            made = Repo.init(str(path), default_branch=b"main")
+        except OSError as exc:  # a file in the way, a directory not writable, a stray .git
+            raise GitgwError(
+                f"cannot make a Git repository at {path}: {exc.strerror or exc}",
+                "give a directory that is, or can be, a repository of its own",
+            ) from None
+        return cls(made, branch)
 
     def close(self) -> None:
         """Release the repository's open files."""
@@ -320,9 +327,10 @@ class StateRepo:
         """The work tree that has the state branch checked out, if any."""
         common = Path(self._repo.commondir())
         candidates = []
-        if not self.bare:
-            candidates.append((common / "HEAD", self.path))
-        elif self._has_work_tree():  # its `.git` directory, opened as if it were bare
+        # The main work tree's HEAD, wherever this handle was opened: the work tree
+        # itself, a linked worktree of it, or its `.git` directory (which dulwich opens
+        # as if it were bare).
+        if not self.bare or self._has_work_tree():
             candidates.append((common / "HEAD", common.resolve().parent))
         worktrees = common / "worktrees"
         if worktrees.is_dir():
@@ -493,14 +501,17 @@ class StateRepo:
         # A line break before as well as after: a write cut short (a full disk) leaves a
         # torn last line, which the next head then starts after instead of joining (and
         # the file still ends with one, as earlier versions of gitgw expect).
+        # A repository this process may read but not write to (verify run by another
+        # user) goes without: the reflog and the other records of heads remain.
         path = self._witness_file
-        try:
-            with path.open("ab") as handle:
-                handle.write(b"\n" + sha + b"\n")
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("ab") as handle:
-                handle.write(b"\n" + sha + b"\n")
+        with contextlib.suppress(OSError):
+            try:
+                with path.open("ab") as handle:
+                    handle.write(b"\n" + sha + b"\n")
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("ab") as handle:
+                    handle.write(b"\n" + sha + b"\n")
 
     def witness(self, commit_id: str) -> None:
         """Remember that the branch was once at `commit_id` (verify checks it stays reachable)."""
@@ -509,7 +520,7 @@ class StateRepo:
     def witnessed_heads(self) -> list[tuple[str, str]]:
         """Earlier heads this machine knows of: (commit id, where it was seen)."""
         seen: dict[str, str] = {}
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # none yet, or none this process may read
             for line in self._witness_file.read_text(errors="replace").split():
                 if _COMMIT_ID.fullmatch(line):  # a line torn by a full disk is skipped
                     seen.setdefault(line, "gitgw's record of earlier heads")
