@@ -260,6 +260,9 @@ def jsonl_lines(text: str) -> list[str]:
     return lines
 
 
+DOCUMENT_LIMIT = 1 << 20  # bytes of a config or a workflow; gitgw's own are a few KB
+
+
 def parse_file(path: str, data: bytes) -> Parsed:
     """Read and fully check one file: its kind, format, schema, digest and place.
 
@@ -271,6 +274,12 @@ def parse_file(path: str, data: bytes) -> Parsed:
     kind, parts = found
     if kind.form == "opaque":
         return Parsed(kind, ())
+    if kind.form == "document" and len(data) > DOCUMENT_LIMIT:
+        # The YAML parser reads about 200 KB a second: a config of megabytes would stall
+        # every command that loads it.
+        raise InvalidRecord(
+            path, f"is {len(data):,} bytes; a YAML document over {DOCUMENT_LIMIT:,} is refused"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -30,6 +30,7 @@ from pathlib import Path
 from gitgw import __version__
 from gitgw._collector import collector_paused
 from gitgw.concepts.checks import check_file, is_add_only
+from gitgw.concepts.store import CONFIG_PATH
 from gitgw.errors import GitgwError, InvalidRecord
 from gitgw.records import KINDS, json_schemas, kind_of
 from gitgw.records.layout import kind_at
@@ -323,6 +324,14 @@ def _check_mutable_at_head(checker: _Checker, head: str, secrets: bool) -> list[
             check_file(path, repo.blob(blob_id), guards=secrets)
         except InvalidRecord as exc:
             problems.append(Problem(path, _last_change(repo, head, path), exc.reason))
+    if repo.read(CONFIG_PATH, head) is None:
+        problems.append(
+            Problem(
+                CONFIG_PATH,
+                _last_change(repo, head, CONFIG_PATH),
+                "is missing: every command that needs the config refuses to run",
+            )
+        )
     return problems
 
 
