@@ -7,8 +7,19 @@ would on a forge.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import os
+import signal
+import socket
 import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +251,124 @@ def test_unreachable_remote_leaves_local_state(tmp_path: Path, scheme: str) -> N
     assert "Traceback" not in ran.stderr
     assert head(a) == before
     assert git("for-each-ref", "refs/remotes", cwd=a) == ""
+
+
+@contextmanager
+def misbehaving_server(answer: bytes | None) -> Iterator[int]:
+    """A loopback server that accepts every connection and then answers `answer` (an
+    HTTP response) to whatever it is sent, or, for None, never answers at all."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                held.append(conn)
+                if answer is not None:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+                    conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+_UNAUTHORIZED = (
+    b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="git"\r\n'
+    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+)
+_WEB_PAGE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 19\r\n"
+    b"Connection: close\r\n\r\n<html>hello</html>\n"
+)
+
+
+# dulwich's HTTP client leaves the connection of a refused request to the collector.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (_UNAUTHORIZED, "asks for credentials, and none it takes were given"),
+        (_WEB_PAGE, "it does not answer as a Git server"),
+    ],
+    ids=["credentials needed", "a web page"],
+)
+def test_a_server_that_does_not_serve_the_branch_is_a_clear_error(
+    tmp_path: Path, answer: bytes, expected: str
+) -> None:
+    with misbehaving_server(answer) as port:
+        url = f"http://alice:hunter2@127.0.0.1:{port}/state.git"
+        a = machine(tmp_path, "a", url, init=True)
+        before = head(a)
+        ran = run_cli("--repo", str(a), "sync")
+        gc.collect()  # here, not in a later test
+    assert ran.exit_code == 1, ran.stdout
+    assert expected in ran.stderr
+    assert "hunter2" not in ran.stderr  # the credentials a URL carries are never shown
+    assert f"http://***@127.0.0.1:{port}/state.git" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert head(a) == before
+    status = run_cli("--repo", str(a), "status")
+    assert "hunter2" not in status.stdout
+    assert f"origin (http://***@127.0.0.1:{port}/state.git)" in status.stdout
+
+
+# dulwich leaves the connection of a read that timed out for the collector to close.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("scheme", ["git", "http"])
+def test_a_server_that_never_answers_is_given_up_on(
+    tmp_path: Path, scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITGW_SYNC_TIMEOUT", "0.5")
+    with misbehaving_server(None) as port:
+        a = machine(tmp_path, "a", f"{scheme}://127.0.0.1:{port}/state.git", init=True)
+        began = time.monotonic()
+        ran = run_cli("--repo", str(a), "sync")
+        gc.collect()  # here, not in a later test
+    assert ran.exit_code == 1
+    assert "cannot reach" in ran.stderr
+    assert time.monotonic() - began < 15  # urllib3 tries a read three times
+    assert "Traceback" not in ran.stderr
+
+
+def test_ctrl_c_during_a_sync_exits_130(tmp_path: Path) -> None:
+    with misbehaving_server(None) as port:
+        a = machine(tmp_path, "a", f"git://127.0.0.1:{port}/state.git", init=True)
+        syncing = subprocess.Popen(
+            [sys.executable, "-m", "gitgw", "--repo", str(a), "sync"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.5)  # started, and waiting for the server
+        syncing.send_signal(signal.SIGINT)
+        _, stderr = syncing.communicate(timeout=30)
+    assert syncing.returncode == 130, stderr
+    assert stderr.strip().endswith("gitgw: interrupted")
+
+
+@pytest.mark.parametrize("age", [0, 3600], ids=["held now", "left by a killed fetch"])
+def test_a_lock_on_the_tracking_ref_does_not_stop_a_sync(
+    tmp_path: Path, git_server: GitServer, age: int
+) -> None:
+    a, _b = pair(tmp_path, git_server)
+    add_consent(a)
+    lock = a / ".git" / "refs" / "remotes" / "origin" / f"{BRANCH}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")
+    os.utime(lock, (time.time() - age, time.time() - age))
+    assert sync(a)["action"] == "pushed"
+    tracking = git("for-each-ref", "--format=%(objectname)", f"refs/remotes/origin/{BRANCH}", cwd=a)
+    if age:  # a stale lock is broken and the tracking ref set
+        assert not lock.exists()
+        assert tracking.strip() == head(a)
+    else:  # a live one is left to its holder
+        assert lock.exists()
 
 
 def test_a_remote_that_is_only_ahead_is_no_rewrite(tmp_path: Path, git_server: GitServer) -> None:

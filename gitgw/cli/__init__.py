@@ -11,6 +11,7 @@ import datetime
 import importlib
 import os
 import platform
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -61,6 +62,9 @@ class GitgwGroup(click.Group):
             return super().invoke(ctx)
         except GitgwError as error:
             raise UserError(error) from error
+        except KeyboardInterrupt:  # click would say "Aborted!" and exit 1
+            click.echo("gitgw: interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
 
 
 @click.group(
@@ -127,16 +131,22 @@ _COMMANDS = {
 def _crash_log(exc: BaseException) -> Path | None:
     stamp = datetime.datetime.now(tz=datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
     path = default_home() / "crash" / f"{stamp}-{os.getpid()}.log"
+    # Readable by its owner only, and without the credentials a remote's URL may carry.
+    argv = [_USERINFO.sub("***@", arg) for arg in sys.argv]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         details = (
             f"gitgw {__version__}\npython {sys.version}\nplatform {platform.platform()}\n"
-            f"argv {sys.argv!r}\n\n" + "".join(traceback.format_exception(exc))
+            f"argv {argv!r}\n\n" + "".join(traceback.format_exception(exc))
         )
-        path.write_text(details)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as log:
+            log.write(_USERINFO.sub("***@", details))
     except OSError:
         return None
     return path
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")  # as `gitgw.state.shown_url` hides it
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,6 +66,9 @@ def _remote_status(repo: StateRepo, head: str, remote: str) -> RemoteStatus | No
     config = repo.config_value(b"remote", remote, b"url")
     if config is None:
         return None
+    from gitgw.state import shown_url  # syncing's module, loaded only when there is a remote
+
+    config = shown_url(config)
     remote_head = repo.ref_value(f"refs/remotes/{remote}/{repo.branch}")
     if remote_head is None:
         return RemoteStatus(remote, config, None, 0, 0)

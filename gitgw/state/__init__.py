@@ -15,7 +15,14 @@ from gitgw.state.writer import BatchWriter
 
 if TYPE_CHECKING:
     from gitgw.state.merge import MergeResult, PathConflict, merge_heads
-    from gitgw.state.remote import fetch, last_synced, push, remember_synced, remote_url
+    from gitgw.state.remote import (
+        fetch,
+        last_synced,
+        push,
+        remember_synced,
+        remote_url,
+        shown_url,
+    )
 
 # Syncing (dulwich's client and the merge) is imported on first use: the proxy never
 # syncs, and it must be serving within a second of its start.
@@ -28,6 +35,7 @@ _LAZY = {
     "push": "gitgw.state.remote",
     "remember_synced": "gitgw.state.remote",
     "remote_url": "gitgw.state.remote",
+    "shown_url": "gitgw.state.remote",
 }
 
 
@@ -55,4 +63,5 @@ __all__ = [
     "push",
     "remember_synced",
     "remote_url",
+    "shown_url",
 ]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import re
+import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dulwich.client import get_transport_and_path
+from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized, get_transport_and_path
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository, SendPackError
+from dulwich.file import FileLocked
 from dulwich.object_store import ObjectStoreGraphWalker
 from dulwich.objects import ObjectID
 from dulwich.pack import UnpackedObject, pack_objects_to_data
@@ -19,9 +25,41 @@ from gitgw.errors import RemoteError
 from gitgw.state.packing import objects_to_send
 from gitgw.state.repo import StateRepo
 
-__all__ = ["fetch", "last_synced", "push", "remember_synced", "remote_url"]
+__all__ = ["fetch", "last_synced", "push", "remember_synced", "remote_url", "shown_url"]
 
 _ZERO = b"0" * 40
+# How long a remote may send nothing, on any one read or write, before it counts as
+# unreachable (seconds; GITGW_SYNC_TIMEOUT): a server that accepts a connection and
+# never answers would hang a sync, and a daemon's syncs, for ever.
+SILENCE_LIMIT = 60.0
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+_STALE_LOCK_SECONDS = 10.0
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed or logged: without the user name and password a URL
+    can carry (`https://alice:secret@host/...` is shown as `https://***@host/...`)."""
+    return _USERINFO.sub("***@", url)
+
+
+def _silence_seconds() -> float:
+    try:
+        seconds = float(os.environ.get("GITGW_SYNC_TIMEOUT", SILENCE_LIMIT))
+    except ValueError:
+        return SILENCE_LIMIT
+    return seconds if seconds > 0 else SILENCE_LIMIT
+
+
+@contextlib.contextmanager
+def _silence_limit() -> Iterator[None]:
+    # dulwich's clients take no time limit of their own for git://; both it and urllib3
+    # (for http) use the default of the sockets they make.
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(_silence_seconds())
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
 
 
 def remote_url(repo: StateRepo, remote: str) -> tuple[str, str | None]:
@@ -75,15 +113,56 @@ def _client(url: str) -> tuple[Any, str]:
     try:
         return get_transport_and_path(url)
     except ValueError as exc:
-        raise RemoteError(f"cannot use remote {url}: {exc}") from exc
+        raise RemoteError(f"cannot use remote {shown_url(url)}: {exc}") from exc
 
 
 def _unreachable(url: str, exc: Exception) -> RemoteError:
-    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, (HTTPUnauthorized, HTTPProxyUnauthorized)):
+        return RemoteError(
+            f"{shown_url(url)} asks for credentials, and none it takes were given",
+            "give them as git does (a credential in the remote's URL, or in ~/.git-credentials); "
+            "local state is untouched",
+        )
+    if isinstance(exc, TimeoutError):
+        reason = f"it sent nothing for {_silence_seconds():g} s (GITGW_SYNC_TIMEOUT)"
+    elif isinstance(exc, ValueError):  # e.g. a web page where a Git server should answer
+        reason = f"it does not answer as a Git server ({exc})"
+    else:
+        reason = str(exc) or type(exc).__name__
     return RemoteError(
-        f"cannot reach {url}: {reason}",
+        f"cannot reach {shown_url(url)}: {shown_url(reason)}",
         "local state is untouched; sync again when the remote is back",
     )
+
+
+# What a remote's failure to answer can raise through dulwich: the network, the protocol,
+# a missing repository, credentials refused, a time limit, an answer that is not Git's.
+_UNREACHABLE = (
+    OSError,
+    HangupException,
+    GitProtocolError,
+    NotGitRepository,
+    HTTPUnauthorized,
+    HTTPProxyUnauthorized,
+    ValueError,
+)
+
+
+def _set_tracking(repo: StateRepo, tracking: Ref, head: bytes) -> None:
+    """Point the remote-tracking ref at `head`, if it can be done now. It is a courtesy to
+    git's tools (gitgw keeps its own record of what it synced): another sync or `git fetch`
+    holding its lock is left to set it, and a lock left by a killed one is broken."""
+    lock = Path(repo.dulwich_repo.commondir()) / (tracking.decode("utf-8") + ".lock")
+    for _ in range(2):
+        try:
+            repo.dulwich_repo.refs[tracking] = ObjectID(head)
+            return
+        except FileLocked:
+            with contextlib.suppress(OSError):
+                if time.time() - lock.stat().st_mtime > _STALE_LOCK_SECONDS:
+                    lock.unlink()
+                    continue
+            return
 
 
 def fetch(repo: StateRepo, remote: str) -> str | None:
@@ -105,15 +184,16 @@ def fetch(repo: StateRepo, remote: str) -> str | None:
     if offered:
         target = _Offering(repo.dulwich_repo, offered)
     try:
-        result = client.fetch(path, target, determine_wants=wants)
-    except (OSError, HangupException, GitProtocolError, NotGitRepository) as exc:
+        with _silence_limit():
+            result = client.fetch(path, target, determine_wants=wants)
+    except _UNREACHABLE as exc:
         raise _unreachable(url, exc) from exc
     head: bytes | None = result.refs.get(ref)
     if head is None or head == _ZERO:
         return None
     tracking = _tracking(repo, remote)
     if tracking is not None:
-        repo.dulwich_repo.refs[tracking] = ObjectID(head)
+        _set_tracking(repo, tracking, head)
     return head.decode("ascii")
 
 
@@ -177,11 +257,12 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
         return pack_objects_to_data(objects_to_send(repo, want, have), ofs_delta=ofs_delta)
 
     try:
-        result = client.send_pack(path.encode("utf-8"), update_refs, pack_data)
+        with _silence_limit():
+            result = client.send_pack(path.encode("utf-8"), update_refs, pack_data)
     except SendPackError as exc:
         message = exc.args[0].decode("utf-8", "replace") if exc.args else str(exc)
-        raise RemoteError(f"{url} refused the push: {message}") from exc
-    except (OSError, HangupException, GitProtocolError, NotGitRepository) as exc:
+        raise RemoteError(f"{shown_url(url)} refused the push: {message}") from exc
+    except _UNREACHABLE as exc:
         raise _unreachable(url, exc) from exc
     if moved:
         return False
@@ -189,11 +270,11 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
     if error is None:
         tracking = _tracking(repo, remote)
         if tracking is not None:
-            repo.dulwich_repo.refs[tracking] = ObjectID(new.encode("ascii"))
+            _set_tracking(repo, tracking, new.encode("ascii"))
         return True
     # C git's receive-pack says only "failed to update ref" when its compare-and-swap
     # finds the branch moved after it advertised it (another push landed meanwhile).
     lost = ("non-fast-forward", "stale", "lock", "fetch first", "failed to update ref")
     if any(word in error for word in lost):
         return False
-    raise RemoteError(f"{url} refused the push of {repo.branch}: {error}")
+    raise RemoteError(f"{shown_url(url)} refused the push of {repo.branch}: {error}")
