@@ -28,7 +28,7 @@ import pytest
 from gitgw._clock import default_clock
 from gitgw.concepts.store import Store
 from gitgw.records import ConsentEntry, render
-from gitgw.state import StateRepo
+from gitgw.state import StateRepo, remote_url
 from tests.conftest import git, run_cli
 from tests.gitservers import GitServer, unused_port
 
@@ -369,6 +369,61 @@ def test_a_lock_on_the_tracking_ref_does_not_stop_a_sync(
         assert tracking.strip() == head(a)
     else:  # a live one is left to its holder
         assert lock.exists()
+
+
+def test_local_history_a_sync_would_refuse_to_take_in_is_not_pushed(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    a, b = pair(tmp_path, git_server)
+    record = add_consent(a)
+    assert sync(a)["action"] == "pushed"
+    assert sync(b)["action"] == "fast-forward"
+    # On a, someone edits the record with plain git (no hook on this server to refuse it).
+    worktree = tmp_path / "edit"
+    git("worktree", "add", "-q", str(worktree), BRANCH, cwd=a)
+    edited = worktree / record
+    edited.write_text(edited.read_text().replace('"internal"', '"restricted"'))
+    git("commit", "-qam", "quietly raise the level", cwd=worktree)
+    git("worktree", "remove", "--force", str(worktree), cwd=a)
+    served = server_head(git_server)
+    ran = run_cli("--repo", str(a), "sync")
+    assert ran.exit_code == 1
+    assert ran.stderr.startswith("gitgw: error: refusing to push to origin: the local history")
+    assert f"{record}: add-only record was modified" in ran.stderr
+    assert server_head(git_server) == served  # nothing reached the others
+    assert sync(b)["action"] == "up-to-date"
+
+
+def test_a_push_a_server_hook_refuses_says_the_hooks_reasons(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    url = git_server.create()
+    hook = git_server.path() / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'policy: state pushes are frozen until Monday' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    a = machine(tmp_path, "a", url, init=True)
+    ran = run_cli("--repo", str(a), "sync")
+    assert ran.exit_code == 1
+    assert "refused the push" in ran.stderr
+    assert "\nremote: policy: state pushes are frozen until Monday" in ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("configured", "used"),
+    [
+        ("hub:/srv/git/state.git", "hub:/srv/git/state.git"),  # git's short form for ssh
+        ("git@hub:state.git", "git@hub:state.git"),
+        ("../hub/state.git", None),  # a path, relative to the repository
+    ],
+)
+def test_a_configured_remote_is_used_as_git_reads_it(
+    tmp_path: Path, configured: str, used: str | None
+) -> None:
+    a = machine(tmp_path, "a", configured, init=True)
+    with StateRepo.discover(a) as repo:
+        url, name = remote_url(repo, "origin")
+    assert name == "origin"
+    assert url == (used or str((a / configured).resolve()))
 
 
 def test_a_remote_that_is_only_ahead_is_no_rewrite(tmp_path: Path, git_server: GitServer) -> None:

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import zlib
 from pathlib import Path
 
@@ -426,6 +427,36 @@ def test_a_repository_verify_cannot_write_to_is_verified_all_the_same(
     for _ in range(2):
         code, data = _verify(state_repo)
         assert (code, data["cached"]) == (0, 0)
+
+
+def test_a_branch_whose_config_was_deleted_is_named(state_repo: Path, clone: Path) -> None:
+    git("rm", "-q", "gitgw.yaml", cwd=clone)
+    git("commit", "-qm", "no config", cwd=clone)
+    _push(clone)
+    deleting = git("rev-parse", "HEAD", cwd=clone).strip()
+    code, data = _verify(state_repo)
+    assert code == 1
+    [problem] = data["problems"]  # type: ignore[misc]
+    assert problem == {
+        "path": "gitgw.yaml",
+        "commit": deleting,
+        "reason": "is missing: every command that needs the config refuses to run",
+    }
+
+
+def test_a_config_of_megabytes_is_refused_without_parsing_it(state_repo: Path, clone: Path) -> None:
+    config = clone / "gitgw.yaml"
+    config.write_text(config.read_text() + "# a comment\n" * 200_000)  # 2.4 MB
+    git("commit", "-qam", "a long config", cwd=clone)
+    _push(clone)
+    began = time.monotonic()
+    code, data = _verify(state_repo)
+    ran = run_cli("--repo", str(state_repo), "status")
+    assert time.monotonic() - began < 5  # the YAML parser would take about 12 s each
+    assert code == 1
+    reason = dict(_problems(data))["gitgw.yaml"]
+    assert re.fullmatch(r"is [\d,]+ bytes; a YAML document over 1,048,576 is refused", reason)
+    assert "warning     gitgw.yaml: is " in ran.stdout
 
 
 def test_secrets_in_history_are_found_on_request(state_repo: Path, clone: Path) -> None:

@@ -79,6 +79,7 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
         if merged == remote_head:
             remember_synced(repo, remote, merged)
             return result
+        _check_outgoing(repo, remote, remote_head, merged)
         if push(repo, remote, merged, remote_head):
             remember_synced(repo, remote, merged)
             result.pushed = True
@@ -91,6 +92,20 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
         f"{remote} kept moving; gave up after {_ATTEMPTS} attempts",
         "your local state is intact; run `gitgw sync` again",
     )
+
+
+def _check_outgoing(repo: StateRepo, remote: str, remote_head: str | None, head: str) -> None:
+    """Refuse to push commits the other machines' syncs (and the remote's hook) would
+    refuse to take in: one machine's tampered history would stop everyone's syncs."""
+    problems = check_incoming(repo, [remote_head] if remote_head else [], head)
+    if problems:
+        first = problems[0]
+        raise RemoteError(
+            f"refusing to push to {remote}: the local history has {len(problems)} "
+            f"problem(s), e.g. {first.path}: {first.reason} [commit {first.commit[:12]}]",
+            "nothing was pushed; `gitgw verify` lists every problem, which must be "
+            "repaired here first",
+        )
 
 
 def _rewritten(remote: str, why: str) -> RemoteError:

@@ -68,7 +68,7 @@ def remote_url(repo: StateRepo, remote: str) -> tuple[str, str | None]:
     try:
         url = config.get((b"remote", remote.encode("utf-8")), b"url")
     except KeyError:
-        if "://" in remote or remote.startswith(("/", ".")) or "@" in remote:
+        if "://" in remote or remote.startswith(("/", ".")) or _SCP_LIKE.match(remote):
             return remote, None
         raise RemoteError(
             f"no remote named {remote!r} in {repo.path}",
@@ -77,9 +77,13 @@ def remote_url(repo: StateRepo, remote: str) -> tuple[str, str | None]:
     return _absolute(repo, url.decode("utf-8")), remote
 
 
+# Git's short form for ssh, `[user@]host:path`: a colon before any slash.
+_SCP_LIKE = re.compile(r"[^/:]{2,}:")
+
+
 def _absolute(repo: StateRepo, url: str) -> str:
     # A configured relative path means relative to the repository, wherever gitgw runs.
-    if "://" in url or url.startswith("/") or ("@" in url and ":" in url):
+    if "://" in url or url.startswith("/") or _SCP_LIKE.match(url):
         return url
     return str((repo.path / url).resolve())
 
@@ -256,12 +260,15 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
     ) -> tuple[int, Iterator[UnpackedObject]]:
         return pack_objects_to_data(objects_to_send(repo, want, have), ofs_delta=ofs_delta)
 
+    said = bytearray()  # what the server says on the way (a hook's reasons, as `remote:`)
     try:
         with _silence_limit():
-            result = client.send_pack(path.encode("utf-8"), update_refs, pack_data)
+            result = client.send_pack(
+                path.encode("utf-8"), update_refs, pack_data, progress=said.extend
+            )
     except SendPackError as exc:
         message = exc.args[0].decode("utf-8", "replace") if exc.args else str(exc)
-        raise RemoteError(f"{shown_url(url)} refused the push: {message}") from exc
+        raise RemoteError(f"{shown_url(url)} refused the push: {message}{_told(said)}") from exc
     except _UNREACHABLE as exc:
         raise _unreachable(url, exc) from exc
     if moved:
@@ -277,4 +284,11 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
     lost = ("non-fast-forward", "stale", "lock", "fetch first", "failed to update ref")
     if any(word in error for word in lost):
         return False
-    raise RemoteError(f"{shown_url(url)} refused the push of {repo.branch}: {error}")
+    raise RemoteError(f"{shown_url(url)} refused the push of {repo.branch}: {error}{_told(said)}")
+
+
+def _told(said: bytes | bytearray) -> str:
+    """What the server said while refusing, as git shows it: one `remote:` line each."""
+    lines = said.decode("utf-8", "replace").replace("\r", "\n").split("\n")
+    shown = [f"\nremote: {line.rstrip()}" for line in lines if line.strip()]
+    return "".join(shown[-20:])  # the reasons come last; a hook may say much before
