@@ -426,6 +426,28 @@ def test_a_configured_remote_is_used_as_git_reads_it(
     assert url == (used or str((a / configured).resolve()))
 
 
+def test_a_remote_pointed_at_a_new_server_is_no_rewrite(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    a, _b = pair(tmp_path, git_server)
+    old = git("remote", "get-url", "origin", cwd=a).strip()
+    new = git_server.create("moved.git")  # a migration: the same remote, a new, empty hub
+    git("remote", "set-url", "origin", new, cwd=a)
+    assert sync(a)["action"] == "pushed"
+    assert git("--git-dir", str(git_server.path("moved.git")), "rev-parse", BRANCH).strip() == head(
+        a
+    )
+    # Back on the old hub, what gitgw knew of it still holds: a rewrite there is refused.
+    rewriter = tmp_path / "rewriter"
+    git("clone", "-q", "--branch", BRANCH, old, str(rewriter))
+    git("commit", "-q", "--amend", "--allow-empty", "-m", "rewritten", cwd=rewriter)
+    git("push", "-q", "--force", "origin", BRANCH, cwd=rewriter)
+    git("remote", "set-url", "origin", old, cwd=a)
+    ran = run_cli("--repo", str(a), "sync")
+    assert ran.exit_code == 1
+    assert "was rewritten" in ran.stderr
+
+
 def test_a_remote_that_is_only_ahead_is_no_rewrite(tmp_path: Path, git_server: GitServer) -> None:
     a, b = pair(tmp_path, git_server)
     add_consent(a)

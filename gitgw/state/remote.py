@@ -89,7 +89,14 @@ def _absolute(repo: StateRepo, url: str) -> str:
 
 
 def _record_file(repo: StateRepo, remote: str) -> Path:
-    key = hashlib.sha256(remote.encode("utf-8")).hexdigest()[:16]
+    # By the remote's name and where it points: a remote pointed at another server (a
+    # migration, a new hub) has no earlier head there, rather than one it must descend
+    # from for ever.
+    try:
+        url, _ = remote_url(repo, remote)
+    except RemoteError:
+        url = remote
+    key = hashlib.sha256(f"{remote}\0{url}".encode()).hexdigest()[:16]
     return repo.gitgw_dir / "remotes" / key / repo.branch
 
 
