@@ -459,6 +459,35 @@ def test_a_config_of_megabytes_is_refused_without_parsing_it(state_repo: Path, c
     assert "warning     gitgw.yaml: is " in ran.stdout
 
 
+def test_a_receipt_given_again_in_another_batch_is_named(state_repo: Path) -> None:
+    # A batch's receipts are named by their ids: a new batch holding an old receipt's id
+    # with other content (its digest made anew) would stand for it in every reader.
+    clock = default_clock()
+    first = Receipt(id=clock.new_id(), created=clock.now(), level="internal", outcome="ok")
+    other = Receipt(id=clock.new_id(), created=clock.now(), level="internal", outcome="ok")
+    with StateRepo.discover(state_repo) as repo:
+        Store(repo).commit_files(dict([render_batch([first, other], clock.new_id())]), "batch")
+    assert _verify(state_repo)[0] == 0  # and the batch is proven, its ids kept
+    forged = first.model_copy(update={"level": "public"})
+    fresh = Receipt(id=clock.new_id(), created=clock.now(), level="internal", outcome="ok")
+    again, data = render_batch([forged, fresh, fresh], clock.new_id())  # and twice in one
+    with StateRepo.discover(state_repo) as repo:
+        repo.commit({again: data}, "the same receipt, changed")
+    original = next(
+        path
+        for path in git("ls-tree", "-r", "--name-only", "gitgw", cwd=state_repo).split()
+        if path.endswith(".jsonl") and path != again
+    )
+    for cache in (True, False):  # the first batch proven before, and read anew
+        for workers in (1, 2):
+            with StateRepo.discover(state_repo) as repo:
+                report = verify(repo, cache=cache, workers=workers, parallel_from=0)
+            assert [(p.path, p.reason) for p in report.problems] == [
+                (again, f"record {first.id} is given again (first in {original})"),
+                (again, f"record {fresh.id} is given again (first in {again})"),
+            ]
+
+
 def test_secrets_in_history_are_found_on_request(state_repo: Path, clone: Path) -> None:
     handoff_id = "01M8B1B85J709A7SXXVSJKPWBZ"
     handoff = Handoff.model_validate(

@@ -274,9 +274,15 @@ def _record_passes(check: _FastCheck, loaded: Any) -> bool:
 
 
 def _fast_records(
-    kind: Kind, check: _FastCheck, path: str, data: bytes, parts: dict[str, str]
+    kind: Kind,
+    check: _FastCheck,
+    path: str,
+    data: bytes,
+    parts: dict[str, str],
+    ids: list[str] | None = None,
 ) -> int:
-    """How many records the file holds if it passes every check, else 0 (not known)."""
+    """How many records the file holds if it passes every check, else 0 (not known);
+    a batch's record ids go to `ids`."""
     if "y" not in parts or not _in_place(parts):
         return 0
     try:
@@ -291,6 +297,7 @@ def _fast_records(
     if kind.form != "jsonl":
         return 0
     lines = jsonl_lines(text)
+    found = []
     for line in lines:
         try:
             loaded = load_json(line)
@@ -298,21 +305,29 @@ def _fast_records(
             return 0
         if not _record_passes(check, loaded):
             return 0
+        found.append(loaded["id"])
+    if ids is not None:
+        ids.extend(found)
     return len(lines)
 
 
-def verify_file(path: str, data: bytes) -> int:
+def verify_file(path: str, data: bytes, ids: list[str] | None = None) -> int:
     """`parse_file`'s verdict on a file, for `verify`: the number of records it holds
-    (one for a file of another kind), or `InvalidRecord` with `parse_file`'s reason."""
+    (one for a file of another kind), or `InvalidRecord` with `parse_file`'s reason.
+    The ids of a batch's records (JSON lines: their ids are not their file's name) go
+    to `ids`, for the check that no record is given twice."""
     found = kind_of(path)
     if found is not None:
         kind, parts = found
         check = _fast_check(kind)
         if check is not None:
             try:
-                count = _fast_records(kind, check, path, data, parts)
+                count = _fast_records(kind, check, path, data, parts, ids)
             except Exception:  # e.g. a lone surrogate to hash: parse_file says what it is
                 count = 0
             if count:
                 return count
-    return len(parse_file(path, data).records) or 1
+    parsed = parse_file(path, data)
+    if ids is not None and parsed.kind.form == "jsonl":
+        ids.extend(str(getattr(record, "id", "")) for record in parsed.records)
+    return len(parsed.records) or 1

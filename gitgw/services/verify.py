@@ -99,20 +99,38 @@ class _Proven:
             tag = _fingerprint(secrets)
             self.path = repo.gitgw_dir / "verified" / tag
         self.known: dict[tuple[str, str], int] = {}
+        self.ids: dict[str, list[str]] = {}  # a batch's record ids, by its blob
         self.new: list[str] = []
+        self.new_ids: list[str] = []
         if self.path is not None:
             # One entry a line, ended by a line feed only: a file name may hold any other
             # character `str.splitlines` breaks at, and the branch chooses its names.
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                for line in self.path.read_text(encoding="utf-8").split("\n"):
-                    parts = line.split(" ", 2)
-                    if len(parts) == 3 and parts[1].isdigit():  # a torn last line is skipped
-                        self.known[(parts[2], parts[0])] = int(parts[1])
+            for line in _lines(self.path):
+                parts = line.split(" ", 2)
+                if len(parts) == 3 and parts[1].isdigit():  # a torn last line is skipped
+                    self.known[(parts[2], parts[0])] = int(parts[1])
+            for line in _lines(self._ids_path):
+                blob, _, ids = line.partition(" ")
+                if ids:
+                    self.ids[blob] = ids.split(",")
 
-    def add(self, path: str, blob: str, records: int) -> None:
+    @property
+    def _ids_path(self) -> Path:
+        assert self.path is not None
+        return self.path.with_name(self.path.name + ".ids")
+
+    def add(self, path: str, blob: str, records: int, ids: list[str] | None) -> None:
         self.known[(path, blob)] = records
         if "\n" not in path:  # a name a line feed would split is proven again next time
             self.new.append(f"{blob} {records} {path}\n")
+            if ids:
+                self.ids[blob] = ids
+                self.new_ids.append(f"{blob} {','.join(ids)}\n")
+
+    def batch_ids(self, blob: str, records: int) -> list[str] | None:
+        """The record ids of a proven batch, if all of them are known."""
+        ids = self.ids.get(blob)
+        return ids if ids is not None and len(ids) == records else None
 
     def save(self) -> None:
         """Append the entries proven in this run; a repository this process cannot
@@ -121,9 +139,20 @@ class _Proven:
             return
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The ids first: a batch proven without them is proven again.
+            with self._ids_path.open("a", encoding="utf-8") as handle:
+                handle.writelines(self.new_ids)
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.writelines(self.new)
         self.new.clear()
+        self.new_ids.clear()
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 @dataclass
@@ -140,6 +169,8 @@ class _Checker:
     # carries the number of the change that raised it.
     found: list[tuple[int, Problem]] = field(default_factory=list)
     waiting: dict[int, str] = field(default_factory=dict)  # the commit that added each file
+    # Each batch's record ids, whose names are not their files': (change, path, commit, ids).
+    batches: list[tuple[int, str, str, list[str]]] = field(default_factory=list)
     seq: int = 0
 
     def change(self, commit: str, path: str, old: str | None, new: str | None) -> None:
@@ -175,6 +206,12 @@ class _Checker:
     def file(self, commit: str, path: str, blob: str) -> None:
         self.report.files += 1
         known = self.proven.known.get((path, blob)) if self.proven.known else None
+        if known is not None and path.endswith(".jsonl"):
+            ids = self.proven.batch_ids(blob, known)
+            if ids is None:
+                known = None  # proven before its ids were kept: read it again
+            else:
+                self.batches.append((self.seq, path, commit, ids))
         if known is not None:
             self.report.cached += 1
             self.report.records += known
@@ -185,20 +222,40 @@ class _Checker:
     def finish(self) -> None:
         """Take in the verdicts on the files, and order the problems as the walk met them."""
         remember = self.proven.path is not None  # not for a run without the cache
-        for files, (counts, refused) in self.files.results():
+        for files, (counts, refused, batches) in self.files.results():
             self.report.records += sum(counts)
             if refused:
                 for seq, path, _blob in files:
                     if seq in refused:
                         self.found.append((seq, Problem(path, self.waiting[seq], refused[seq])))
+            if batches:
+                for seq, path, _blob in files:
+                    if seq in batches:
+                        self.batches.append((seq, path, self.waiting[seq], batches[seq]))
             if remember:
                 for (seq, path, blob), count in zip(files, counts, strict=True):
                     if seq not in refused:
-                        self.proven.add(path, blob, count)
+                        self.proven.add(path, blob, count, batches.get(seq))
         self.waiting.clear()
+        self._given_twice()
         self.found.sort(key=lambda item: item[0])
         self.report.problems.extend(problem for _, problem in self.found)
         self.found.clear()
+
+    def _given_twice(self) -> None:
+        # A batch's records are named by their ids, not by their file: a record given
+        # again in another batch (or twice in one) would stand for the first one.
+        first: dict[str, str] = {}
+        self.batches.sort(key=lambda item: item[0])
+        for seq, path, commit, ids in self.batches:
+            for record in ids:
+                where = first.get(record)
+                if where is None:
+                    first[record] = path
+                else:
+                    reason = f"record {record} is given again (first in {where})"
+                    self.found.append((seq, Problem(path, commit, reason)))
+        self.batches.clear()
 
     def problem(self, path: str, commit: str, reason: str) -> None:
         self.found.append((self.seq, Problem(path, commit, reason)))

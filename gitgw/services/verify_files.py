@@ -37,9 +37,10 @@ __all__ = ["PARALLEL_FROM", "Checked", "FileChecks", "Wanted", "check_files", "d
 
 Wanted = tuple[int, str, str]  # (sequence number, path, blob id)
 # The verdicts on a list of wanted files: the records each holds, in order (0 for a file
-# refused), and the reason for each one refused, by sequence number. Most files pass:
-# this is what goes back from a worker, and all the caller of a first run adds up.
-Checked = tuple[list[int], dict[int, str]]
+# refused), the reason for each one refused, and the record ids of each batch (JSON
+# lines), by sequence number. Most files pass: this is what goes back from a worker,
+# and all the caller of a first run adds up.
+Checked = tuple[list[int], dict[int, str], dict[int, list[str]]]
 
 PARALLEL_FROM = 1_000  # work (see `_weight`) before worker processes are worth starting
 _CHUNK = 500  # work per task: large enough that handing it over costs nothing
@@ -55,27 +56,34 @@ def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> Checked
     """The verdicts on the wanted files."""
     counts: list[int] = []
     refused: dict[int, str] = {}
+    batches: dict[int, list[str]] = {}
     with collector_paused():  # many short-lived dicts and models, no cycles
-        ids = [blob for _, _, blob in wanted]
+        blob_ids = [blob for _, _, blob in wanted]
         try:
-            blobs: list[bytes | None] = list(repo.blobs(ids))
+            blobs: list[bytes | None] = list(repo.blobs(blob_ids))
         except (KeyError, ValueError):  # one is missing or no blob: read each on its own
-            blobs = [_blob_or_none(repo, blob) for blob in ids]
+            blobs = [_blob_or_none(repo, blob) for blob in blob_ids]
         for (seq, path, blob), data in zip(wanted, blobs, strict=True):
             if data is None:
                 refused[seq] = f"cannot be read: its object {blob} is missing or not a file"
                 counts.append(0)
                 continue
+            ids: list[str] | None = [] if path.endswith(".jsonl") else None  # a batch's
             try:
                 if secrets:  # the guards need what parse_file builds
-                    count = len(check_file(path, data).records) or 1
+                    parsed = check_file(path, data)
+                    count = len(parsed.records) or 1
+                    if ids is not None and parsed.kind.form == "jsonl":
+                        ids.extend(str(getattr(r, "id", "")) for r in parsed.records)
                 else:
-                    count = verify_file(path, data)
+                    count = verify_file(path, data, ids)
             except InvalidRecord as exc:
                 refused[seq] = exc.reason
                 count = 0
+            if ids:
+                batches[seq] = ids
             counts.append(count)
-    return counts, refused
+    return counts, refused, batches
 
 
 def _blob_or_none(repo: StateRepo, blob: str) -> bytes | None:
