@@ -92,6 +92,15 @@ def server_head(server: GitServer) -> str:
     return git("--git-dir", str(server.path()), "rev-parse", f"refs/heads/{BRANCH}").strip()
 
 
+def drop_the_last_commit_on(server: GitServer, clone: Path) -> None:
+    """Someone rewrites the server's branch with plain git, in `clone`: its last commit
+    replaced by an empty one on the commit before (a force push)."""
+    git("clone", "-q", "--branch", BRANCH, server.url(), str(clone))
+    git("reset", "-q", "--hard", "HEAD~1", cwd=clone)
+    git("commit", "-q", "--allow-empty", "-m", "a new commit on the old base", cwd=clone)
+    git("push", "-q", "--force", "origin", BRANCH, cwd=clone)
+
+
 def files(path: Path) -> set[str]:
     """Every path on the state branch in `path`."""
     return set(git("ls-tree", "-r", "--name-only", BRANCH, cwd=path).split())
@@ -466,12 +475,7 @@ def test_a_remote_rewritten_without_changing_a_record_is_named(
     a, _b = pair(tmp_path, git_server)
     record = add_consent(a)
     assert sync(a)["action"] == "pushed"
-    # Someone resets the server's branch to drop the record, with plain git.
-    clone = tmp_path / "rewriter"
-    git("clone", "-q", "--branch", BRANCH, git_server.url(), str(clone))
-    git("reset", "-q", "--hard", "HEAD~1", cwd=clone)
-    git("commit", "-q", "--allow-empty", "-m", "a new commit on the old base", cwd=clone)
-    git("push", "-q", "--force", "origin", BRANCH, cwd=clone)
+    drop_the_last_commit_on(git_server, tmp_path / "rewriter")
     git("fetch", "-q", "origin", cwd=a)
     ran = run_cli("--repo", str(a), "verify")
     assert ran.exit_code == 1
@@ -509,11 +513,7 @@ def test_a_force_push_known_only_to_the_tracking_refs_reflog_is_named(
     git("fetch", "-q", "origin", cwd=c)
     # The server's branch is rewritten to drop the record; c fetches that and only then
     # makes its state branch, at the new head: its own reflog never held the old one.
-    rewriter = tmp_path / "rewriter"
-    git("clone", "-q", "--branch", BRANCH, git_server.url(), str(rewriter))
-    git("reset", "-q", "--hard", "HEAD~1", cwd=rewriter)
-    git("commit", "-q", "--allow-empty", "-m", "a new commit on the old base", cwd=rewriter)
-    git("push", "-q", "--force", "origin", BRANCH, cwd=rewriter)
+    drop_the_last_commit_on(git_server, tmp_path / "rewriter")
     git("fetch", "-q", "origin", cwd=c)
     git("branch", "-q", BRANCH, f"origin/{BRANCH}", cwd=c)
     ran = run_cli("--repo", str(c), "verify")
