@@ -263,9 +263,12 @@ def test_unreachable_remote_leaves_local_state(tmp_path: Path, scheme: str) -> N
 
 
 @contextmanager
-def misbehaving_server(answer: bytes | None) -> Iterator[int]:
-    """A loopback server that accepts every connection and then answers `answer` (an
-    HTTP response) to whatever it is sent, or, for None, never answers at all."""
+def misbehaving_server(
+    answer: bytes | None, connected: threading.Event | None = None
+) -> Iterator[int]:
+    """A loopback server that accepts every connection (setting `connected`) and then
+    answers `answer` (an HTTP response) to whatever it is sent, or, for None, never
+    answers at all."""
     listener = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
 
@@ -274,6 +277,8 @@ def misbehaving_server(answer: bytes | None) -> Iterator[int]:
             while True:
                 conn, _ = listener.accept()
                 held.append(conn)
+                if connected is not None:
+                    connected.set()
                 if answer is not None:
                     conn.recv(65536)
                     conn.sendall(answer)
@@ -347,14 +352,15 @@ def test_a_server_that_never_answers_is_given_up_on(
 
 
 def test_ctrl_c_during_a_sync_exits_130(tmp_path: Path) -> None:
-    with misbehaving_server(None) as port:
+    connected = threading.Event()
+    with misbehaving_server(None, connected) as port:
         a = machine(tmp_path, "a", f"git://127.0.0.1:{port}/state.git", init=True)
         syncing = subprocess.Popen(
             [sys.executable, "-m", "gitgw", "--repo", str(a), "sync"],
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.5)  # started, and waiting for the server
+        assert connected.wait(30)  # started, and waiting for the server
         syncing.send_signal(signal.SIGINT)
         _, stderr = syncing.communicate(timeout=30)
     assert syncing.returncode == 130, stderr

@@ -488,6 +488,35 @@ def test_a_receipt_given_again_in_another_batch_is_named(state_repo: Path) -> No
             ]
 
 
+def test_a_code_branch_named_like_the_state_branch_is_no_remotes_state(
+    state_repo: Path, tmp_path: Path
+) -> None:
+    # `origin`'s code branch `feature/gitgw`, rebased and force-pushed as branches are:
+    # its tracking ref ends like the state branch's, but names no remote `origin/feature`.
+    hub = tmp_path / "hub.git"
+    git("init", "-q", "--bare", str(hub))
+    git("remote", "add", "origin", str(hub), cwd=state_repo)
+    code = tmp_path / "code"
+    git("init", "-q", "-b", "feature/gitgw", str(code))
+    git("commit", "-q", "--allow-empty", "-m", "work", cwd=code)
+    git("push", "-q", str(hub), "feature/gitgw", cwd=code)
+    git("fetch", "-q", "origin", cwd=state_repo)
+    git("commit", "-q", "--amend", "--allow-empty", "-m", "work, rebased", cwd=code)
+    git("push", "-q", "--force", str(hub), "feature/gitgw", cwd=code)
+    git("fetch", "-q", "origin", cwd=state_repo)
+    code, data = _verify(state_repo)
+    assert (code, data["problems"]) == (0, [])
+
+
+def test_a_submodule_in_place_of_the_config_is_named_not_a_crash(state_repo: Path) -> None:
+    commit = git("rev-parse", "gitgw", cwd=state_repo).strip()
+    _commit_entries(state_repo, {"gitgw.yaml": ("160000", commit)}, "a submodule")
+    ran = run_cli("--repo", str(state_repo), "verify")
+    assert ran.exit_code == 1
+    assert "unexpected error" not in ran.stderr
+    assert "gitgw.yaml: is a symbolic link or a submodule" in ran.stderr
+
+
 def test_secrets_in_history_are_found_on_request(state_repo: Path, clone: Path) -> None:
     handoff_id = "01M8B1B85J709A7SXXVSJKPWBZ"
     handoff = Handoff.model_validate(

@@ -22,9 +22,10 @@ def command(remote: str | None, as_json: bool) -> None:
     Records never conflict (each is its own file). If a mutable file (gitgw.yaml, a
     workflow, a memory note) changed on both sides, your version stays in place and the
     remote's is kept under conflicts/ with a conflict record: nothing is dropped. An
-    unreachable remote leaves your local state untouched; one that sends nothing for
-    GITGW_SYNC_TIMEOUT seconds (60) counts as unreachable. Credentials in a remote's
-    URL are never printed.
+    unreachable remote leaves your local state untouched; one reached over git:// or
+    http(s) that sends nothing for GITGW_SYNC_TIMEOUT seconds (60; over http, on each
+    of a few tries) counts as unreachable (ssh keeps its own settings). Credentials in
+    a remote's URL are never printed.
     """
     with open_repo() as repo:
         result = sync(repo, remote or configured_remote(repo))

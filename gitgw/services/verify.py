@@ -149,9 +149,10 @@ class _Proven:
 
 
 def _lines(path: Path) -> list[str]:
+    # A line spoilt by a torn write is skipped (its entry is proven again), not the file.
     try:
-        return path.read_text(encoding="utf-8").split("\n")
-    except (OSError, UnicodeDecodeError):
+        return path.read_text(encoding="utf-8", errors="replace").split("\n")
+    except OSError:
         return []
 
 
@@ -359,13 +360,13 @@ def _mutable_candidates(repo: StateRepo, head: str) -> Iterator[tuple[str, str]]
     if root is None:
         return
     for name, (mode, sha) in sorted(repo.trees.entries(root).items()):
-        top = name.decode("utf-8")
+        top = name.decode("utf-8", "backslashreplace")
         if top not in _MUTABLE_TOPS:
             continue
         if stat.S_ISDIR(mode):
             for path, blob in repo.trees.walk(sha, top + "/"):
                 yield path, blob.decode("ascii")
-        else:
+        elif stat.S_ISREG(mode):  # a link or a submodule was named where the walk met it
             yield top, sha.decode("ascii")
 
 

@@ -34,6 +34,7 @@ _ZERO = b"0" * 40
 SILENCE_LIMIT = 60.0
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
 _STALE_LOCK_SECONDS = 10.0
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 
 
 def shown_url(url: str) -> str:
@@ -297,5 +298,7 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
 def _told(said: bytes | bytearray) -> str:
     """What the server said while refusing, as git shows it: one `remote:` line each."""
     lines = said.decode("utf-8", "replace").replace("\r", "\n").split("\n")
-    shown = [f"\nremote: {line.rstrip()}" for line in lines if line.strip()]
+    # No control characters: a server's words must not drive the terminal they reach.
+    lines = [_CONTROL.sub("", line).rstrip() for line in lines]
+    shown = [f"\nremote: {line}" for line in lines if line]
     return "".join(shown[-20:])  # the reasons come last; a hook may say much before

@@ -325,13 +325,16 @@ class StateRepo:
 
     def checked_out_in(self) -> Path | None:
         """The work tree that has the state branch checked out, if any."""
-        common = Path(self._repo.commondir())
+        common = Path(self._repo.commondir()).resolve()  # a linked worktree's ends in ".."
         candidates = []
         # The main work tree's HEAD, wherever this handle was opened: the work tree
         # itself, a linked worktree of it, or its `.git` directory (which dulwich opens
         # as if it were bare).
-        if not self.bare or self._has_work_tree():
-            candidates.append((common / "HEAD", common.resolve().parent))
+        if not self.bare and Path(self._repo.controldir()).resolve() == common:
+            candidates.append((common / "HEAD", self.path))
+        elif not self.bare or self._has_work_tree():
+            main = common.parent if common.name == ".git" else common
+            candidates.append((common / "HEAD", main))
         worktrees = common / "worktrees"
         if worktrees.is_dir():
             for entry in worktrees.iterdir():
@@ -543,23 +546,33 @@ class StateRepo:
         return list(heads)
 
     def remote_of(self, ref_name: str) -> str | None:
-        """The remote whose tracking ref of the state branch `ref_name` is
+        """The configured remote whose tracking ref of the state branch `ref_name` is
         (`refs/remotes/<remote>/<branch>`), or None for any other name."""
-        suffix = "/" + self.branch
-        if ref_name.startswith("refs/remotes/") and ref_name.endswith(suffix):
-            return ref_name[len("refs/remotes/") : -len(suffix)] or None
+        for remote in self._remote_names():
+            if ref_name == f"refs/remotes/{remote}/{self.branch}":
+                return remote
         return None
 
     def tracking_refs(self) -> dict[str, str]:
-        """The remote-tracking refs of the state branch (`refs/remotes/*/<branch>`) and
-        the commit each points at."""
-        remotes = self._repo.refs.as_dict(Ref(b"refs/remotes/"))
-        suffix = b"/" + self.branch.encode("utf-8")
-        return {
-            "refs/remotes/" + name.decode(): target.decode("ascii")
-            for name, target in remotes.items()
-            if name.endswith(suffix)
-        }
+        """The remote-tracking refs of the state branch, one per configured remote that
+        has one (`refs/remotes/<remote>/<branch>`), and the commit each points at. By the
+        remotes' names, not by the refs' ends: `origin`'s code branch `feature/gitgw` is
+        no state branch of a remote `origin/feature`."""
+        found = {}
+        for remote in self._remote_names():
+            name = f"refs/remotes/{remote}/{self.branch}"
+            target = self.ref_value(name)
+            if target is not None:
+                found[name] = target
+        return found
+
+    def _remote_names(self) -> list[str]:
+        config = self._repo.get_config()
+        return [
+            section[1].decode("utf-8", "replace")
+            for section in config.sections()
+            if len(section) == 2 and section[0] == b"remote"
+        ]
 
     # -- housekeeping --------------------------------------------------------------------
 

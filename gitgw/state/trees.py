@@ -18,6 +18,7 @@ import itertools
 import os
 import re
 import stat
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -120,13 +121,23 @@ class TreeStore(ObjectReader):
         self._cache_size = cache_size
         self._counter = itertools.count()
         self._known_dirs: set[str] = set()
-        # While a list (`verify` sets one, and reports and empties it), what `diff` and
-        # `walk` pass over, as (path, why): entries that are not regular files (absent to
-        # every reader here) and names a tree holds twice.
-        self.odd: list[tuple[str, str]] | None = None
+        self._odd = threading.local()
         # What this store wrote as loose objects, for the writer's housekeeping.
         self.loose_written = 0
         self.loose_bytes_written = 0
+
+    @property
+    def odd(self) -> list[tuple[str, str]] | None:
+        """While a list (`verify` sets one in its thread, and reports and empties it),
+        what `diff` and `walk` pass over in this thread, as (path, why): entries that are
+        not regular files (absent to every reader here) and names a tree holds twice. Per
+        thread: the daemon checks a commit while the proxy's threads read the branch."""
+        found: list[tuple[str, str]] | None = getattr(self._odd, "found", None)
+        return found
+
+    @odd.setter
+    def odd(self, found: list[tuple[str, str]] | None) -> None:
+        self._odd.found = found
 
     # -- trees ---------------------------------------------------------------------------
 
