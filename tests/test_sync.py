@@ -197,8 +197,15 @@ def test_config_edited_on_both_sides_keeps_both(tmp_path: Path, git_server: GitS
         "gitgw.yaml", b_head, a_head, kept_at,
     )  # fmt: skip
 
-    # The other machine takes the same result: nothing lost on either side.
-    assert sync(a)["action"] == "fast-forward"
+    # The other machine takes the same result: nothing lost on either side, and it is
+    # told that its own version was the one set aside.
+    ran = run_cli("--repo", str(a), "sync")
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.stdout.startswith("fast-forward:")
+    assert (
+        "conflict: gitgw.yaml was changed on two machines, and a sync elsewhere kept one "
+        f"version in place; the other is at {kept_at}"
+    ) in ran.stdout
     assert head(a) == head(b)
     assert read(a, kept_at) == theirs
     assert read(a, "gitgw.yaml") == ours

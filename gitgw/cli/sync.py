@@ -42,3 +42,9 @@ def command(remote: str | None, as_json: bool) -> None:
             f"conflict: {conflict.path} changed on both sides; kept yours, theirs is at "
             f"{conflict.kept_at}"
         )
+    for conflict in result.arrived:
+        echo(
+            f"conflict: {conflict.path} was changed on two machines, and a sync elsewhere "
+            f"kept one version in place; the other is at {conflict.kept_at} (check that "
+            "yours is the one you want)"
+        )

@@ -13,6 +13,7 @@ the records the rewrite altered (the fetched head stays in the remote-tracking r
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,10 @@ class SyncResult:
     action: str = "up-to-date"  # up-to-date | fast-forward | merged | pushed | merged+pushed
     pushed: bool = False
     attempts: int = 0
-    conflicts: list[Conflict] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)  # set aside by this sync
+    # Set aside by a sync elsewhere, and taken in now: one of those versions may be
+    # this machine's, replaced by the other side's.
+    arrived: list[Conflict] = field(default_factory=list)
 
 
 def configured_remote(repo: StateRepo) -> str:
@@ -138,6 +142,7 @@ def _integrate(
         if not repo.set_head(remote_head, local):
             return None
         result.action = "fast-forward"
+        result.arrived = _conflicts_between(repo, local, remote_head)
         return remote_head
     if repo.is_ancestor(remote_head, local):
         return local
@@ -171,5 +176,20 @@ def _integrate(
     if new_head is None:
         return None
     result.conflicts.extend(conflicts)
+    result.arrived = _conflicts_between(repo, local, remote_head)
     result.action = "merged"
     return new_head
+
+
+def _conflicts_between(repo: StateRepo, local: str | None, taken_in: str) -> list[Conflict]:
+    """The conflict records `taken_in` holds and `local` did not."""
+    if local is None:
+        return []  # a first sync: nothing of this machine's was set aside
+    found = []
+    for path, before, after in repo.trees.diff(repo.tree_of(local), repo.tree_of(taken_in)):
+        if before is None and after is not None and path.endswith("/conflict.yaml"):
+            with contextlib.suppress(GitgwError):  # verify names a record that is not one
+                record = check_file(path, repo.blob(after.decode("ascii"))).records[0]
+                if isinstance(record, Conflict):
+                    found.append(record)
+    return found
