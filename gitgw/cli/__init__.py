@@ -11,7 +11,6 @@ import datetime
 import importlib
 import os
 import platform
-import re
 import sys
 import traceback
 from pathlib import Path
@@ -131,22 +130,20 @@ _COMMANDS = {
 def _crash_log(exc: BaseException) -> Path | None:
     stamp = datetime.datetime.now(tz=datetime.UTC).strftime("%Y%m%dT%H%M%S%f")
     path = default_home() / "crash" / f"{stamp}-{os.getpid()}.log"
-    # Readable by its owner only, and without the credentials a remote's URL may carry.
-    argv = [_USERINFO.sub("***@", arg) for arg in sys.argv]
     try:
+        from gitgw.state import shown_url  # here, on the way out, not at every start
+
         path.parent.mkdir(parents=True, exist_ok=True)
         details = (
             f"gitgw {__version__}\npython {sys.version}\nplatform {platform.platform()}\n"
-            f"argv {argv!r}\n\n" + "".join(traceback.format_exception(exc))
+            f"argv {sys.argv!r}\n\n" + "".join(traceback.format_exception(exc))
         )
+        # Readable by its owner only, and without the credentials a remote's URL may carry.
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as log:
-            log.write(_USERINFO.sub("***@", details))
-    except OSError:
+            log.write(shown_url(details))
+    except (OSError, ImportError):
         return None
     return path
-
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")  # as `gitgw.state.shown_url` hides it
 
 
 def main(argv: list[str] | None = None) -> int:

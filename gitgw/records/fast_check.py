@@ -328,6 +328,6 @@ def verify_file(path: str, data: bytes, ids: list[str] | None = None) -> int:
             if count:
                 return count
     parsed = parse_file(path, data)
-    if ids is not None and parsed.kind.form == "jsonl":
-        ids.extend(str(getattr(record, "id", "")) for record in parsed.records)
+    if ids is not None:
+        ids.extend(parsed.batch_ids())
     return len(parsed.records) or 1

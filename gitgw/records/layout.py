@@ -187,6 +187,13 @@ class Parsed:
     records: tuple[Record, ...]
     body: str | None = None
 
+    def batch_ids(self) -> list[str]:
+        """The ids of a batch's records (JSON lines, whose ids are not their file's
+        name); none for a file of another form."""
+        if self.kind.form != "jsonl":
+            return []
+        return [str(getattr(record, "id", "")) for record in self.records]
+
 
 def _explain(exc: ValidationError) -> str:
     problems = []

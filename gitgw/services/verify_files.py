@@ -73,8 +73,8 @@ def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> Checked
                 if secrets:  # the guards need what parse_file builds
                     parsed = check_file(path, data)
                     count = len(parsed.records) or 1
-                    if ids is not None and parsed.kind.form == "jsonl":
-                        ids.extend(str(getattr(r, "id", "")) for r in parsed.records)
+                    if ids is not None:
+                        ids.extend(parsed.batch_ids())
                 else:
                     count = verify_file(path, data, ids)
             except InvalidRecord as exc:

@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 import socket
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ _ZERO = b"0" * 40
 # never answers would hang a sync, and a daemon's syncs, for ever.
 SILENCE_LIMIT = 60.0
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
-_STALE_LOCK_SECONDS = 10.0
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
 
 
@@ -164,17 +162,13 @@ def _set_tracking(repo: StateRepo, tracking: Ref, head: bytes) -> None:
     """Point the remote-tracking ref at `head`, if it can be done now. It is a courtesy to
     git's tools (gitgw keeps its own record of what it synced): another sync or `git fetch`
     holding its lock is left to set it, and a lock left by a killed one is broken."""
-    lock = Path(repo.dulwich_repo.commondir()) / (tracking.decode("utf-8") + ".lock")
     for _ in range(2):
         try:
             repo.dulwich_repo.refs[tracking] = ObjectID(head)
             return
         except FileLocked:
-            with contextlib.suppress(OSError):
-                if time.time() - lock.stat().st_mtime > _STALE_LOCK_SECONDS:
-                    lock.unlink()
-                    continue
-            return
+            if not repo.break_stale_lock(tracking):
+                return
 
 
 def fetch(repo: StateRepo, remote: str) -> str | None:

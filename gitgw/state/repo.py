@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +34,7 @@ from gitgw.errors import (
     StateBranchExists,
     StateBranchMissing,
 )
+from gitgw.state.heads import KnownHeads
 from gitgw.state.opening import check_branch, check_usable, identity
 from gitgw.state.trees import TreeStore, nest_changes
 
@@ -45,7 +45,6 @@ _RETRY_SECONDS = 60.0
 # Holding a ref lock takes microseconds (write 41 bytes, fsync, rename); a lock this old
 # was left by a process killed inside that window, and nobody else will remove it.
 _STALE_LOCK_SECONDS = 10.0
-_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class CommitInfo:
     time: int
 
 
-class StateRepo:
+class StateRepo(KnownHeads):
     """A Git repository and the name of its state branch."""
 
     def __init__(self, repo: Repo, branch: str = DEFAULT_BRANCH) -> None:
@@ -154,11 +153,6 @@ class StateRepo:
     def common_dir(self) -> Path:
         """The directory holding refs and objects (shared by every linked work tree)."""
         return Path(self._repo.commondir())
-
-    @property
-    def gitgw_dir(self) -> Path:
-        """Where gitgw keeps derived, rebuildable data: `<git dir>/gitgw`."""
-        return Path(self._repo.commondir()) / "gitgw"
 
     @property
     def bare(self) -> bool:
@@ -301,13 +295,6 @@ class StateRepo:
                 seen.add(sha)
                 stack.extend(self.parents(sha))
         return seen
-
-    def ref_value(self, ref: str) -> str | None:
-        """The commit id a ref points at, or None."""
-        try:
-            return self._repo.refs[Ref(ref.encode("utf-8"))].decode("ascii")
-        except KeyError:
-            return None
 
     def config_value(self, section: bytes, name: str, key: bytes) -> str | None:
         """One value of the repository's config (e.g. remote.origin.url), or None."""
@@ -463,7 +450,7 @@ class StateRepo:
             swapped = self._repo.refs.set_if_equals(self.ref, ObjectID(old_sha), ObjectID(new))
             return "done" if swapped else "moved"
         except FileLocked:
-            self._break_stale_lock()
+            self.break_stale_lock()
             return "locked"
 
     def _refuse_clashing_refs(self) -> None:
@@ -478,13 +465,18 @@ class StateRepo:
                     "choose another state branch name with --branch",
                 )
 
-    def _break_stale_lock(self) -> None:
-        # A writer killed while holding the ref lock leaves `<ref>.lock` behind. Holding it
-        # takes microseconds, so one this old belongs to a dead process.
-        lock = Path(self._repo.commondir()) / (self.ref.decode("utf-8") + ".lock")
-        with contextlib.suppress(OSError):
+    def break_stale_lock(self, ref: Ref | None = None) -> bool:
+        """Remove the lock on `ref` (default: the state branch) that a writer killed while
+        holding it left behind; whether there was one. Holding a ref's lock takes
+        microseconds, so one this old belongs to a dead process."""
+        lock = Path(self._repo.commondir()) / ((ref or self.ref).decode("utf-8") + ".lock")
+        try:
             if time.time() - lock.stat().st_mtime > _STALE_LOCK_SECONDS:
                 lock.unlink()
+                return True
+        except OSError:
+            pass
+        return False
 
     def set_head(self, new: str, expect: str | None) -> bool:
         """Move the branch from `expect` to `new` (compare-and-swap); False if it moved."""
@@ -493,86 +485,6 @@ class StateRepo:
         if ok:
             self._witness(new.encode("ascii"))
         return ok
-
-    # -- witnesses of earlier heads, to catch rewritten history -------------------------
-
-    @property
-    def _witness_file(self) -> Path:
-        return self.gitgw_dir / "witness" / self.branch
-
-    def _witness(self, sha: bytes) -> None:
-        # A line break before as well as after: a write cut short (a full disk) leaves a
-        # torn last line, which the next head then starts after instead of joining (and
-        # the file still ends with one, as earlier versions of gitgw expect).
-        # A repository this process may read but not write to (verify run by another
-        # user) goes without: the reflog and the other records of heads remain.
-        path = self._witness_file
-        with contextlib.suppress(OSError):
-            try:
-                with path.open("ab") as handle:
-                    handle.write(b"\n" + sha + b"\n")
-            except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("ab") as handle:
-                    handle.write(b"\n" + sha + b"\n")
-
-    def witness(self, commit_id: str) -> None:
-        """Remember that the branch was once at `commit_id` (verify checks it stays reachable)."""
-        self._witness(commit_id.encode("ascii"))
-
-    def witnessed_heads(self) -> list[tuple[str, str]]:
-        """Earlier heads this machine knows of: (commit id, where it was seen)."""
-        seen: dict[str, str] = {}
-        with contextlib.suppress(OSError):  # none yet, or none this process may read
-            for line in self._witness_file.read_text(errors="replace").split():
-                if _COMMIT_ID.fullmatch(line):  # a line torn by a full disk is skipped
-                    seen.setdefault(line, "gitgw's record of earlier heads")
-        for sha in self.reflog_heads(self.ref.decode("utf-8")):
-            seen.setdefault(sha, "the branch's reflog")
-        for ref_name, target in self.tracking_refs().items():
-            seen.setdefault(target, ref_name)
-        return list(seen.items())
-
-    def reflog_heads(self, ref_name: str) -> list[str]:
-        """The commits the reflog of `ref_name` says it pointed at, oldest first (none
-        without a reflog; a line that is not a reflog entry, torn or edited, is skipped)."""
-        reflog = Path(self._repo.commondir()) / "logs" / ref_name
-        heads: dict[str, None] = {}
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            for line in reflog.read_text(errors="replace").split("\n"):
-                for sha in line.split()[:2]:
-                    if _COMMIT_ID.fullmatch(sha) and sha.strip("0"):
-                        heads.setdefault(sha)
-        return list(heads)
-
-    def remote_of(self, ref_name: str) -> str | None:
-        """The configured remote whose tracking ref of the state branch `ref_name` is
-        (`refs/remotes/<remote>/<branch>`), or None for any other name."""
-        for remote in self._remote_names():
-            if ref_name == f"refs/remotes/{remote}/{self.branch}":
-                return remote
-        return None
-
-    def tracking_refs(self) -> dict[str, str]:
-        """The remote-tracking refs of the state branch, one per configured remote that
-        has one (`refs/remotes/<remote>/<branch>`), and the commit each points at. By the
-        remotes' names, not by the refs' ends: `origin`'s code branch `feature/gitgw` is
-        no state branch of a remote `origin/feature`."""
-        found = {}
-        for remote in self._remote_names():
-            name = f"refs/remotes/{remote}/{self.branch}"
-            target = self.ref_value(name)
-            if target is not None:
-                found[name] = target
-        return found
-
-    def _remote_names(self) -> list[str]:
-        config = self._repo.get_config()
-        return [
-            section[1].decode("utf-8", "replace")
-            for section in config.sections()
-            if len(section) == 2 and section[0] == b"remote"
-        ]
 
     # -- housekeeping --------------------------------------------------------------------
 
