@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import gc
 import json
+import stat
+import sys
 from pathlib import Path
 
 import click
@@ -69,6 +71,24 @@ def test_an_unexpected_crash_exits_3_and_leaves_a_log(
     log = Path(err.split("details are in ")[1].split()[0].rstrip(";"))
     assert log.is_file()
     assert "Traceback" in log.read_text()
+
+
+def test_a_crash_log_is_its_owners_alone_and_holds_no_credentials(
+    state_repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = git("rev-parse", "gitgw", cwd=state_repo).strip()
+    loose = state_repo / ".git" / "objects" / head[:2] / head[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(b"garbage")
+    argv = ["--repo", str(state_repo), "verify", "--json"]
+    monkeypatch.setattr(sys, "argv", ["gitgw", *argv, "https://alice:hunter2@127.0.0.1/s.git"])
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    log = Path(err.split("details are in ")[1].split()[0].rstrip(";"))
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    text = log.read_text()
+    assert "hunter2" not in text
+    assert "https://***@127.0.0.1/s.git" in text
 
 
 def test_main_returns_the_exit_code(state_repo: Path) -> None:
