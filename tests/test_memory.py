@@ -196,6 +196,23 @@ def test_an_edit_on_two_machines_keeps_both_versions(tmp_path: Path, git_daemon:
     assert head(a) == head(b)
 
 
+def test_a_note_deleted_on_one_machine_and_edited_on_another_keeps_the_edit(
+    tmp_path: Path, git_daemon: GitServer
+) -> None:
+    a, b = machines(tmp_path, git_daemon)
+    path = f"memory/{PUBLIC_NOTE}.md"
+    cli(a, "memory", "edit", PUBLIC_NOTE, "--file", "-", input="Run `make check` (from a).\n")
+    with StateRepo.discover(b) as repo:
+        repo.commit({path: None}, "b: delete the note with plain git")
+    cli(a, "sync")
+    out = cli(b, "sync")
+    assert f"conflict: {path} was deleted here and changed on origin" in out
+    ran = run_cli("--repo", str(b), "memory", "show", PUBLIC_NOTE)
+    assert ran.exit_code == 0, ran.stderr
+    assert "(from a)" in ran.stdout
+    assert "the note was deleted on one machine while it changed on another" in ran.stderr
+
+
 def test_two_edits_at_once_on_one_clone_keep_both(example_repo: Path) -> None:
     # Two `gitgw memory edit` processes started together: one sets the title, the other
     # the tags. Each applies its change to the note as it is when it commits.

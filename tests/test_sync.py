@@ -28,7 +28,7 @@ import pytest
 from gitgw._clock import default_clock
 from gitgw.concepts.store import Store
 from gitgw.records import ConsentEntry, render
-from gitgw.state import StateRepo, remote_url
+from gitgw.state import PathConflict, StateRepo, merge_heads, remote_url
 from tests.conftest import git, run_cli
 from tests.gitservers import GitServer, unused_port
 
@@ -214,6 +214,93 @@ def test_config_edited_on_both_sides_keeps_both(tmp_path: Path, git_server: GitS
     assert_sound(a, b)
 
 
+WORKFLOW = "workflows/review.yaml"
+
+
+def commit_files(path: Path, changes: dict[str, bytes | None], message: str) -> None:
+    """Commit `changes` (path → bytes, or None to delete) on `path`'s state branch."""
+    with StateRepo.discover(path) as repo:
+        repo.commit(changes, message)
+
+
+def workflow(review: str) -> bytes:
+    """A valid workflow file whose one step reviews `review`."""
+    return (Path(__file__).parents[1] / "example-repo" / "workflows" / "review-handoffs.yaml")\
+        .read_bytes().replace(b"name: review", f"name: {review}".encode())  # fmt: skip
+
+
+@pytest.mark.parametrize("deleted_by", ["the merging machine", "the other machine"])
+def test_a_file_deleted_on_one_side_and_changed_on_the_other_is_reported(
+    tmp_path: Path, git_server: GitServer, deleted_by: str
+) -> None:
+    a, b = pair(tmp_path, git_server)
+    commit_files(a, {WORKFLOW: workflow("first")}, "a: add a workflow")
+    sync(a)
+    sync(b)
+    # a pushes first; b merges. One of them deletes the workflow, the other changes it.
+    changed = workflow("second")
+    deleter, changer = (b, a) if deleted_by == "the merging machine" else (a, b)
+    commit_files(deleter, {WORKFLOW: None}, "delete the workflow")
+    commit_files(changer, {WORKFLOW: changed}, "change the workflow")
+    assert sync(a)["action"] == "pushed"
+
+    ran = run_cli("--repo", str(b), "sync")
+    assert ran.exit_code == 0, ran.stderr
+    assert "merged+pushed" in ran.stdout
+    told = [line for line in ran.stdout.splitlines() if line.startswith("conflict:")]
+    if deleter == b:
+        assert told == [
+            f"conflict: {WORKFLOW} was deleted here and changed on origin; their change is "
+            "back in place (delete it again if it should go)"
+        ]
+    else:
+        assert told == [f"conflict: {WORKFLOW} was deleted on origin and changed here; kept yours"]
+    assert read(b, WORKFLOW) == changed  # the change is never dropped
+
+    (record_path,) = [name for name in files(b) if name.endswith("/conflict.yaml")]
+    with StateRepo.discover(b) as repo:
+        (conflict,) = Store(repo).read(record_path).records  # type: ignore[union-attr]
+    assert (conflict.path, conflict.kept_at, conflict.deleted) == (  # type: ignore[attr-defined]
+        WORKFLOW, None, "ours" if deleter == b else "theirs",
+    )  # fmt: skip
+
+    # The other machine is told too when it takes the merge in.
+    ran = run_cli("--repo", str(a), "sync", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    data = json.loads(ran.stdout)["data"]
+    assert data["action"] == "fast-forward"
+    assert [c["path"] for c in data["arrived"]] == [WORKFLOW]
+    assert read(a, WORKFLOW) == changed
+    assert_sound(a, b)
+
+
+def test_a_directory_that_replaced_a_changed_file_is_reported_by_the_merge(
+    tmp_path: Path,
+) -> None:
+    # sync's checks refuse such a layout before it merges; the merge reports it all the
+    # same rather than drop the directory.
+    path = machine(tmp_path, "m", "unused", init=True)
+    commit_files(path, {"notes/plan": b"v1\n"}, "base")
+    base = head(path)
+    commit_files(path, {"notes/plan": None}, "theirs: delete the file")
+    commit_files(path, {"notes/plan/one": b"1\n"}, "theirs: a directory in its place")
+    theirs = head(path)
+    assert base is not None
+    assert theirs is not None
+    git("update-ref", f"refs/heads/{BRANCH}", base, cwd=path)
+    commit_files(path, {"notes/plan": b"v2\n"}, "ours")
+    with StateRepo.discover(path) as repo:
+        merged = merge_heads(repo, repo.require_head(), theirs)
+        their_dir = repo.trees.lookup(repo.tree_of(theirs), "notes/plan")
+        assert their_dir is not None
+        assert merged.conflicts == [
+            PathConflict("notes/plan", their_dir[1].decode(), theirs_tree=True)
+        ]
+        ours = repo.trees.lookup(merged.tree, "notes/plan")
+        assert ours is not None
+        assert repo.trees.blob(ours[1]) == b"v2\n"
+
+
 _RACE_HOOK = """#!/bin/sh
 # On the first push only, move the state branch to the commit another machine pushed
 # to refs/heads/pending, as if its push had landed first: the running push is now stale.
@@ -391,6 +478,32 @@ def test_a_lock_on_the_tracking_ref_does_not_stop_a_sync(
         assert tracking.strip() == head(a)
     else:  # a live one is left to its holder
         assert lock.exists()
+
+
+def test_a_server_that_cannot_move_its_branch_is_named_not_called_busy(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    a, _b = pair(tmp_path, git_server)
+    record = add_consent(a)
+    before = server_head(git_server)
+    lock = git_server.path() / "refs" / "heads" / f"{BRANCH}.lock"  # left by a crash there
+    lock.write_text("")
+
+    ran = run_cli("--repo", str(a), "sync")
+    assert ran.exit_code == 1, ran.stdout
+    first, hint = ran.stderr.strip().splitlines()[:2]
+    assert first.startswith(
+        "gitgw: error: origin did not take the push, and its state branch did not move: "
+    ), ran.stderr
+    assert first.endswith("failed to update ref"), first  # the server's own words
+    assert f"refs/heads/{BRANCH}.lock" in hint
+    assert "kept moving" not in ran.stderr
+    assert server_head(git_server) == before
+    assert record in files(a)  # local state intact
+
+    lock.unlink()
+    assert sync(a)["action"] == "pushed"
+    assert server_head(git_server) == head(a)
 
 
 def test_local_history_a_sync_would_refuse_to_take_in_is_not_pushed(

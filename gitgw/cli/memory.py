@@ -132,9 +132,16 @@ def show(note_id: str, as_json: bool) -> None:
     if n.source:
         echo(f"source: {n.source}")
     for conflict in view.conflicts:
-        err(
-            f"conflict: another version, from {conflict.theirs[:12]}, is kept at {conflict.kept_at}"
-        )
+        if conflict.kept_at is None:
+            err(
+                "conflict: the note was deleted on one machine while it changed on another; "
+                f"the sync of {conflict.theirs[:12]} kept the change"
+            )
+        else:
+            err(
+                f"conflict: another version, from {conflict.theirs[:12]}, is kept at "
+                f"{conflict.kept_at}"
+            )
     echo("")
     echo(view.body.rstrip())
 

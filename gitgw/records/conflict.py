@@ -1,10 +1,14 @@
-"""`conflicts/<id>/conflict.yaml`: a sync that found one mutable file edited on both sides.
+"""`conflicts/<id>/conflict.yaml`: a sync that found one mutable file edited on both
+sides, or deleted on one side and changed on the other.
 
-Sync keeps the local version in place and the remote one under
-`conflicts/<id>/files/<path>`, so nothing is dropped and a person decides.
+Edited on both sides: sync keeps the local version in place and the remote one under
+`conflicts/<id>/files/<path>`, so nothing is dropped and a person decides. Deleted on
+one side: the change stays in place, so the deletion is undone, and the record says so.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -17,7 +21,14 @@ class Conflict(AddOnlyRecord):
     """Which file conflicted, between which commits, and where the other version is."""
 
     path: str
-    ours: str = Field(description="The local commit whose version stays in place.")
-    theirs: str = Field(description="The remote commit whose version is kept aside.")
-    kept_at: str
+    ours: str = Field(description="The local commit of the sync that met the conflict.")
+    theirs: str = Field(description="The remote commit of that sync.")
+    kept_at: str | None = Field(
+        None, description="Where the remote version is kept; none when a side deleted the file."
+    )
+    deleted: Literal["ours", "theirs"] | None = Field(
+        None,
+        description="The side that deleted the file while the other changed it; the change "
+        "stays in place.",
+    )
     created: Timestamp

@@ -3,8 +3,9 @@
 Add-only records have unique names, so the merge is their union and never conflicts.
 When a mutable file (config, workflow, memory note) was changed on both sides, the
 local version stays in place, the remote one is kept under `conflicts/<id>/files/`, and
-a conflict record says so: nothing is dropped silently. A push that loses a race
-(the remote moved meanwhile) is retried after another fetch and merge.
+a conflict record says so; when one side deleted a file the other changed, the change
+stays and a conflict record says that: nothing is dropped or undone silently. A push
+that loses a race (the remote moved meanwhile) is retried after another fetch and merge.
 
 A remote whose history was rewritten (its earlier head is gone, or an add-only record
 differs between the two sides) is never merged: sync stops, and `gitgw verify` names
@@ -29,6 +30,9 @@ from gitgw.state import StateRepo, fetch, last_synced, merge_heads, push, rememb
 __all__ = ["SyncResult", "configured_remote", "sync"]
 
 _ATTEMPTS = 8
+# Pushes in a row that fail while the remote's branch stays where it is: no race, a server
+# that cannot move it.
+_STUCK = 3
 
 
 @dataclass
@@ -60,6 +64,7 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
     """Bring the local and remote state branches to the same commit."""
     clock = clock or default_clock()
     result = SyncResult(remote=remote, local_before=repo.head(), remote_before=None)
+    refused: list[tuple[str | None, str]] = []  # the remote head, why the push failed
     for attempt in range(1, _ATTEMPTS + 1):
         result.attempts = attempt
         # gitgw's own record of the remote head it last took in: unlike the tracking ref,
@@ -84,11 +89,20 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
             remember_synced(repo, remote, merged)
             return result
         _check_outgoing(repo, remote, remote_head, merged)
-        if push(repo, remote, merged, remote_head):
+        why = push(repo, remote, merged, remote_head)
+        if why is None:
             remember_synced(repo, remote, merged)
             result.pushed = True
             result.action = "pushed" if result.action == "up-to-date" else result.action + "+pushed"
             return result
+        refused.append((remote_head, why))
+        if len(refused) >= _STUCK and len({head for head, _ in refused[-_STUCK:]}) == 1:
+            raise RemoteError(
+                f"{remote} did not take the push, and its state branch did not move: {why}",
+                "your local state is intact; the server could not update the branch (a "
+                f"lock left on it, refs/heads/{repo.branch}.lock, does this): once that is "
+                "cleared there, run `gitgw sync` again",
+            )
         # Someone pushed first (a busy daemon writes several commits a second): back off
         # a random, growing while, so two writers do not keep colliding in step.
         time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))
@@ -154,19 +168,22 @@ def _integrate(
     conflicts = []
     for found in merge.conflicts:
         conflict_id = clock.new_id()
-        kept_at = f"conflicts/{conflict_id}/files/{found.path}"
+        kept_at = None
+        if found.theirs is not None:  # changed on both sides: theirs is set aside
+            kept_at = f"conflicts/{conflict_id}/files/{found.path}"
+            extra.update(_set_aside(repo, found.theirs, found.theirs_tree, kept_at))
         record = Conflict(
             id=conflict_id,
             path=found.path,
             ours=local,
             theirs=remote_head,
             kept_at=kept_at,
+            deleted=found.deleted,
             created=clock.now(),
         )
         path, data = render(record)
         check_file(path, data)
         extra[path] = data
-        extra[kept_at] = repo.blob(found.theirs)
         conflicts.append(record)
     tree = repo.add_files(merge.tree, extra) if extra else merge.tree
     message = f"gitgw: sync with {result.remote}" + (
@@ -179,6 +196,16 @@ def _integrate(
     result.arrived = _conflicts_between(repo, local, remote_head)
     result.action = "merged"
     return new_head
+
+
+def _set_aside(repo: StateRepo, theirs: str, is_tree: bool, kept_at: str) -> dict[str, bytes]:
+    """The files of the remote version (a file, or a directory that replaced one) at `kept_at`."""
+    if not is_tree:
+        return {kept_at: repo.blob(theirs)}
+    return {
+        f"{kept_at}/{path}": repo.blob(blob.decode("ascii"))
+        for path, blob in repo.trees.walk(theirs.encode("ascii"))
+    }
 
 
 def _conflicts_between(repo: StateRepo, local: str | None, taken_in: str) -> list[Conflict]:

@@ -3,13 +3,16 @@
 Records are add-only files with unique names, so the two sides almost always touch
 different paths and the merge is their union. When one mutable file was changed on
 both sides, the local version stays in place and the conflict is returned, so the
-caller can keep the other version beside it: nothing is dropped silently.
+caller can keep the other version beside it. When one side deleted a file the other
+changed, the change stays in place (a deletion never wins over a change) and that is
+returned too: nothing is dropped or undone silently.
 """
 
 from __future__ import annotations
 
 import stat
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dulwich.graph import find_merge_base
 from dulwich.objects import Commit, ObjectID
@@ -24,11 +27,17 @@ Entry = tuple[int, bytes] | None
 
 @dataclass(frozen=True)
 class PathConflict:
-    """A file both sides changed differently: the local blob stays, the remote one is set aside."""
+    """A file the two sides changed differently.
+
+    Both changed it: the local version stays and the remote one (`theirs`, a blob, or a
+    tree when `theirs_tree`) is to be set aside. One side deleted it (`deleted`): the
+    other side's change stays in place and nothing is set aside (`theirs` is None).
+    """
 
     path: str
-    ours: str | None
-    theirs: str
+    theirs: str | None
+    theirs_tree: bool = False
+    deleted: Literal["ours", "theirs"] | None = None
 
 
 @dataclass
@@ -109,12 +118,16 @@ def _merge_entry(trees: TreeStore, b: Entry, o: Entry, t: Entry, path: str,
             conflicts,
         )
         return None if sub is None else (DIR_MODE, sub)
-    # Both sides changed one file differently (or one deleted what the other changed).
+    # Both sides changed one file differently, or one deleted what the other changed. A
+    # deletion never wins over a change, and either is reported. A file one side
+    # replaced by a directory where the other deleted it is no conflict.
     if o is None:
-        return t  # never drop a change: a deletion loses to a modification
-    if t is None or _is_dir(t):
+        if t is not None and not _is_dir(t):
+            conflicts.append(PathConflict(path, None, deleted="ours"))
+        return t
+    if t is None:
+        if not _is_dir(o):
+            conflicts.append(PathConflict(path, None, deleted="theirs"))
         return o
-    conflicts.append(
-        PathConflict(path, None if _is_dir(o) else o[1].decode(), t[1].decode("ascii"))
-    )
+    conflicts.append(PathConflict(path, t[1].decode("ascii"), theirs_tree=_is_dir(t)))
     return o

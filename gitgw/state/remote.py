@@ -232,12 +232,13 @@ class _Offering:
         return getattr(self._repo, name)
 
 
-def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
-    """Move the remote's state branch from `expected` to `new`.
+def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> str | None:
+    """Move the remote's state branch from `expected` to `new`: None once it has moved.
 
     The remote checks `expected` itself (git's push protocol names the old value), so
-    this is a compare-and-swap: False means the remote moved and the caller should
-    fetch, merge and try again.
+    this is a compare-and-swap. Otherwise the reason the server did not move it (the
+    branch was not at `expected`, or it could not update it, e.g. a lock): the caller
+    fetches, merges and tries again. A refusal (a hook's, a permission) raises.
     """
     url, _ = remote_url(repo, remote)
     client, path = _client(url)
@@ -274,18 +275,18 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> bool:
     except _UNREACHABLE as exc:
         raise _unreachable(url, exc) from exc
     if moved:
-        return False
-    error = (result.ref_status or {}).get(ref)
+        return "its state branch moved"
+    error: str | None = (result.ref_status or {}).get(ref)
     if error is None:
         tracking = _tracking(repo, remote)
         if tracking is not None:
             _set_tracking(repo, tracking, new.encode("ascii"))
-        return True
+        return None
     # C git's receive-pack says only "failed to update ref" when its compare-and-swap
     # finds the branch moved after it advertised it (another push landed meanwhile).
     lost = ("non-fast-forward", "stale", "lock", "fetch first", "failed to update ref")
     if any(word in error for word in lost):
-        return False
+        return error + _told(said)
     raise RemoteError(f"{shown_url(url)} refused the push of {repo.branch}: {error}{_told(said)}")
 
 
