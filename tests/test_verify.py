@@ -374,6 +374,28 @@ def test_a_name_a_tree_holds_twice_is_named(state_repo: Path) -> None:
     assert any(p["commit"] == commit for p in data["problems"])  # type: ignore[attr-defined,index]
 
 
+def test_a_second_config_beside_the_first_is_named(state_repo: Path) -> None:
+    # A valid second gitgw.yaml after the first: git shows one, gitgw reads the other.
+    listing = git("ls-tree", "gitgw", cwd=state_repo)
+    config = git("show", "gitgw:gitgw.yaml", cwd=state_repo)
+    other = config.replace("default_level: internal", "default_level: public")
+    assert other != config
+    blob = git("hash-object", "-w", str(_written(state_repo, other.encode())), cwd=state_repo)
+    tree = subprocess.run(
+        ["git", "mktree"],
+        cwd=state_repo,
+        input=listing + f"100644 blob {blob.strip()}\tgitgw.yaml\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    commit = git("commit-tree", tree, "-p", "gitgw", "-m", "a second config", cwd=state_repo)
+    git("update-ref", "refs/heads/gitgw", commit.strip(), cwd=state_repo)
+    code, data = _verify(state_repo)
+    assert code == 1
+    assert _problems(data) == [("gitgw.yaml", "the tree holds this name twice")]
+
+
 def test_a_file_entry_naming_a_tree_is_a_problem_not_a_crash(state_repo: Path) -> None:
     path, _ = render(_grant())
     tree = git("rev-parse", "gitgw^{tree}", cwd=state_repo).strip()

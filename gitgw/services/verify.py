@@ -370,9 +370,24 @@ def _mutable_candidates(repo: StateRepo, head: str) -> Iterator[tuple[str, str]]
             yield top, sha.decode("ascii")
 
 
+def _names_twice(repo: StateRepo, tree: bytes, prefix: str = "") -> Iterator[str]:
+    """The paths a tree holding mutable files gives twice, at any depth: git and gitgw
+    may each read another of the two (git's fsck refuses such a tree)."""
+    for name in repo.trees.names_twice(tree):
+        yield prefix + name.decode("utf-8", "backslashreplace")
+    for name, (mode, sha) in sorted(repo.trees.entries(tree).items()):
+        top = name.decode("utf-8", "backslashreplace")
+        if stat.S_ISDIR(mode) and (prefix or top in _MUTABLE_TOPS):
+            yield from _names_twice(repo, sha, f"{prefix}{top}/")
+
+
 def _check_mutable_at_head(checker: _Checker, head: str, secrets: bool) -> list[Problem]:
     repo, report = checker.repo, checker.report
-    problems = []
+    root = repo.tree_of(head)
+    problems = [
+        Problem(path, _last_change(repo, head, path), "the tree holds this name twice")
+        for path in (_names_twice(repo, root) if root is not None else ())
+    ]
     for path, blob_id in _mutable_candidates(repo, head):
         found = kind_of(path)
         if found is None or found[0].add_only:

@@ -91,6 +91,7 @@ def _parse_entry(chunk: bytes) -> tuple[bytes, tuple[int, bytes]]:
 @dataclass
 class _CachedTree:
     entries: Entries
+    twice: list[bytes]  # names the tree holds more than once (entries keeps the last)
     keys: list[bytes] | None = None  # sort keys, in git order
     chunks: list[bytes] | None = None  # raw entries, in the same order
     raw: bytes | None = None  # a tree read from the store: keys and chunks come from it
@@ -147,14 +148,23 @@ class TreeStore(ObjectReader):
             type_num, raw = self.raw(sha)
             if type_num != Tree.type_num:
                 raise ValueError(f"{sha.decode()} is not a tree")
-            entries = {name: (mode, hexsha) for name, mode, hexsha in parse_tree(raw, 20)}
-            cached = _CachedTree(entries, raw=raw)
+            items = list(parse_tree(raw, 20))
+            entries = {name: (mode, hexsha) for name, mode, hexsha in items}
+            twice = []
+            if len(entries) < len(items):  # git's fsck refuses such a tree
+                names = [name for name, _, _ in items]
+                twice = sorted({name for name in names if names.count(name) > 1})
+            cached = _CachedTree(entries, twice, raw=raw)
             self._remember(sha, cached)
         return cached
 
     def entries(self, sha: bytes) -> Entries:
         """The entries of tree `sha` (shared: do not change the dict)."""
         return self._cached(sha).entries
+
+    def names_twice(self, sha: bytes) -> list[bytes]:
+        """The names tree `sha` holds more than once: `entries` has only the last one."""
+        return self._cached(sha).twice
 
     @property
     def cached_entries(self) -> int:
@@ -436,7 +446,7 @@ class TreeStore(ObjectReader):
         if not entries:
             return None
         sha = self.add_raw(Tree.type_num, b"".join(chunks))
-        self._remember(sha, _CachedTree(entries, keys, chunks))
+        self._remember(sha, _CachedTree(entries, [], keys, chunks))
         return sha
 
     def write_tree(self, entries: Entries) -> bytes:
@@ -445,5 +455,5 @@ class TreeStore(ObjectReader):
         keys = [_sort_key(n, entries[n][0]) for n in order]
         chunks = [_chunk(n, *entries[n]) for n in order]
         sha = self.add_raw(Tree.type_num, b"".join(chunks))
-        self._remember(sha, _CachedTree(dict(entries), keys, chunks))
+        self._remember(sha, _CachedTree(dict(entries), [], keys, chunks))
         return sha
