@@ -3,6 +3,7 @@ concurrent and killed writers; a checked-out branch; stale locks."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -137,6 +138,43 @@ def test_init_in_a_subdirectory_of_a_code_repository_names_its_top(tmp_path: Pat
     assert run_cli("init", str(code)).exit_code == 0
 
 
+def test_init_hints_are_commands_that_run_as_given(tmp_path: Path) -> None:
+    code = tmp_path / "my code"
+    code.mkdir()
+    git("init", "-q", cwd=code)
+    ran = run_cli("init", str(code / "a dir"))
+    assert ran.exit_code == 1
+    # The paths are quoted, so the commands in the hint run as they are shown.
+    assert f"`gitgw init '{code}'`" in ran.stderr
+    assert f"`git init '{code / 'a dir'}'`" in ran.stderr
+    ran = run_cli("init", str(code))
+    assert ran.exit_code == 0, ran.stderr
+    assert f"next: gitgw --repo '{code}' status" in ran.stdout
+    # A state branch of another name is made with that name.
+    ran = run_cli("--repo", str(code), "--branch", "team", "status")
+    assert "create one with `gitgw --branch team init`" in ran.stderr
+
+
+def test_init_of_an_empty_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)  # `gitgw init "$UNSET"` in a script must not mean "here"
+    ran = run_cli("init", "")
+    assert ran.exit_code == 2
+    assert "the path is empty" in ran.stderr
+    assert list(here.iterdir()) == []
+
+
+def test_a_branch_checked_out_with_no_commit_yet_gets_a_hint_that_works(tmp_path: Path) -> None:
+    git("init", "-q", "--initial-branch", "state", str(tmp_path / "code"))
+    ran = run_cli("init", "--branch", "state", str(tmp_path / "code"))
+    assert ran.exit_code == 1
+    assert "checked out in" in ran.stderr
+    assert "it has no commit yet, so use another state branch with --branch" in ran.stderr
+    assert "switch --detach" not in ran.stderr  # which git cannot do on an unborn branch
+    assert git("for-each-ref", "refs/heads", cwd=tmp_path / "code") == ""
+
+
 def test_init_in_a_clone_whose_remote_has_the_state_branch_says_to_sync(
     state_repo: Path, tmp_path: Path
 ) -> None:
@@ -183,6 +221,14 @@ def test_clear_errors_without_a_repository_or_a_state_branch(tmp_path: Path) -> 
         assert ran.exit_code == 1, argv
         assert "has no state branch 'gitgw'" in ran.stderr, argv
     assert git("for-each-ref", "refs/heads", cwd=tmp_path / "plain") == ""
+
+
+def test_repo_may_be_a_directory_inside_the_repository_as_for_git_c(state_repo: Path) -> None:
+    inside = state_repo / "some" / "dir"
+    inside.mkdir(parents=True)
+    ran = run_cli("--repo", str(inside), "status", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout)["data"]["repository"] == str(state_repo)
 
 
 def test_a_checked_out_state_branch_is_never_moved(state_repo: Path) -> None:

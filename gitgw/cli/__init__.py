@@ -74,8 +74,8 @@ class GitgwGroup(click.Group):
     "--repo",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="GITGW_REPO",
-    help="The repository holding the state branch [env: GITGW_REPO; default: the Git "
-    "repository around the current directory].",
+    help="The repository holding the state branch, or a directory inside it, as for "
+    "`git -C` [env: GITGW_REPO; default: the Git repository around the current directory].",
 )
 @click.option(
     "--branch",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from shlex import quote
 
 import click
 
@@ -12,10 +13,10 @@ from gitgw.services.init import init_state
 
 
 @click.command("init")
-@click.argument("path", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("path", type=click.Path(file_okay=False), required=False)
 @click.option("--example", is_flag=True, help="Seed the branch with the example state.")
 @click.option("--branch", help="The state branch's name [default: the root --branch, gitgw].")
-def command(path: Path | None, example: bool, branch: str | None) -> None:
+def command(path: str | None, example: bool, branch: str | None) -> None:
     """Create the state branch in the repository at PATH (default: the root --repo or
     GITGW_REPO, else here).
 
@@ -23,13 +24,15 @@ def command(path: Path | None, example: bool, branch: str | None) -> None:
     gitgw adds only the state branch: the checked-out branch, the index and the files
     stay as they are. An existing state branch is never overwritten.
     """
+    if path == "":  # as git does: an unset variable in a script must not mean "here"
+        raise click.BadParameter("the path is empty", param_hint="PATH")
     current = settings()
-    path = path or current.repo or Path(".")
-    result = init_state(path, branch or current.branch, example=example)
+    where = Path(path) if path is not None else current.repo or Path(".")
+    result = init_state(where, branch or current.branch, example=example)
     made = "created a repository and " if result.created_repository else ""
     seed = "the example state" if example else "a default configuration"
     echo(
         f"{made}created state branch {result.branch!r} in {result.repository} "
         f"with {seed} ({result.files} files) at {result.head[:12]}"
     )
-    echo(f"next: gitgw --repo {path} status")
+    echo(f"next: gitgw --repo {quote(str(where))} status")

@@ -79,7 +79,7 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
         if local is None and remote_head is None:
             raise StateBranchMissing(
                 f"neither {repo.path} nor {remote} has a state branch {repo.branch!r}",
-                "create one with `gitgw init`, then sync",
+                f"{repo.init_hint()}, then sync",
             )
         merged = _integrate(repo, local, remote_head, clock, result)
         if merged is None:

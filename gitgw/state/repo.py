@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from shlex import quote
 from typing import Literal
 
 from dulwich.errors import NotGitRepository
@@ -79,17 +80,17 @@ class StateRepo(KnownHeads):
 
     @classmethod
     def discover(cls, start: Path | None = None, branch: str = DEFAULT_BRANCH) -> StateRepo:
-        """The repository at or above `start` (like git itself), with its state branch."""
+        """The repository at or above `start` (like `git -C`), with its state branch."""
         where = Path(start or Path.cwd())
+        hint = "run `gitgw init` there, or point at one with --repo / GITGW_REPO"
         try:
-            repo = Repo(str(where)) if start is not None else Repo.discover(str(where))
+            if not where.is_dir():  # as `git -C`: not the repository above a missing one
+                raise FileNotFoundError(where)
+            repo = Repo.discover(str(where))
         except NotGitRepository:
-            raise NotARepository(
-                f"not a Git repository: {where}",
-                "run `gitgw init` there, or point at one with --repo / GITGW_REPO",
-            ) from None
+            raise NotARepository(f"not a Git repository: {where}", hint) from None
         except FileNotFoundError:
-            raise NotARepository(f"no such directory: {where}") from None
+            raise NotARepository(f"no such directory: {where}", hint) from None
         return cls(repo, branch)
 
     @classmethod
@@ -116,8 +117,8 @@ class StateRepo(KnownHeads):
                 outer.close()
                 raise NotARepository(
                     f"{path} is inside the Git repository at {top}",
-                    f"run `gitgw init {top}` to add the state branch to it, or `git init "
-                    f"{path}` first to make a repository of its own there",
+                    f"run `gitgw init {quote(top)}` to add the state branch to it, or `git "
+                    f"init {quote(str(path))}` first to make a repository of its own there",
                 )
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -174,10 +175,16 @@ class StateRepo(KnownHeads):
         head = self.head()
         if head is None:
             raise StateBranchMissing(
-                f"{self.path} has no state branch {self.branch!r}",
-                "create one with `gitgw init` (or `gitgw init --example`)",
+                f"{self.path} has no state branch {self.branch!r}", self.init_hint()
             )
         return head
+
+    def init_hint(self) -> str:
+        """How to create this state branch, as a hint."""
+        init = "gitgw init"
+        if self.branch != DEFAULT_BRANCH:
+            init = f"gitgw --branch {quote(self.branch)} init"
+        return f"create one with `{init}` (or `{init} --example`)"
 
     def commit_info(self, commit_id: str) -> CommitInfo:
         """The commit `commit_id`."""
@@ -344,13 +351,24 @@ class StateRepo(KnownHeads):
 
     def _guard_checkout(self) -> None:
         where = self.checked_out_in()
-        if where is not None:
-            raise BranchCheckedOut(
-                f"the state branch {self.branch!r} is checked out in {where}; "
-                "gitgw will not move it under your feet",
-                f"leave it there (`git -C {where} switch --detach`, or `git worktree remove "
-                f"{where}` for a worktree made for it), or use another state branch with --branch",
+        if where is None:
+            return
+        if self.head() is None:  # an unborn branch cannot be detached from
+            hint = (
+                f"it has no commit yet, so use another state branch with --branch (the "
+                f"default, {DEFAULT_BRANCH}, is made for this and never checked out)"
             )
+        else:
+            shown = quote(str(where))
+            hint = (
+                f"leave it there (`git -C {shown} switch --detach`, or `git worktree remove "
+                f"{shown}` for a worktree made for it), or use another state branch with --branch"
+            )
+        raise BranchCheckedOut(
+            f"the state branch {self.branch!r} is checked out in {where}; "
+            "gitgw will not move it under your feet",
+            hint,
+        )
 
     def commit(
         self,
