@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,14 @@ import pytest
 
 from gitgw._clock import default_clock
 from gitgw.concepts.store import Store
-from gitgw.records import ConsentEntry, render
+from gitgw.records import ConsentEntry, render, render_batch
 from gitgw.state import PathConflict, StateRepo, merge_heads, remote_url
 from tests.conftest import git, run_cli
 from tests.gitservers import GitServer, unused_port
+from tests.test_receipts import make_receipt
 
 BRANCH = "gitgw"
+AWS_KEY = "AKIA" + "IOSFODNN7" + "EXAMPLE"
 
 
 # -- machines, records and checks ------------------------------------------------------
@@ -682,7 +685,12 @@ def test_rewritten_remote_history_is_refused(tmp_path: Path, git_server: GitServ
 
 @pytest.mark.parametrize(
     ("change", "reason"),
-    [("modify", "add-only record was modified"), ("invalid", "is not a path gitgw knows")],
+    [
+        ("modify", "add-only record was modified"),
+        ("invalid", "is not a path gitgw knows"),
+        ("secret", "gitgw.yaml: line 3: possible secret (AWS Access Key)"),
+        ("broken config", "gitgw.yaml: does not match the config schema"),
+    ],
 )
 def test_incoming_commits_that_break_the_rules_are_not_taken_in(
     tmp_path: Path, git_server: GitServer, change: str, reason: str
@@ -694,9 +702,15 @@ def test_incoming_commits_that_break_the_rules_are_not_taken_in(
     # A plain git push to a server without gitgw's pre-receive hook: a new commit on top.
     clone = tmp_path / "careless"
     git("clone", "--quiet", "--branch", BRANCH, "--single-branch", git_server.url(), str(clone))
+    config = clone / "gitgw.yaml"
     if change == "modify":
         target = clone / record
         target.write_text(target.read_text().replace('"internal"', '"restricted"'))
+    elif change == "secret":  # a mutable file: checked at every version that comes in
+        lines = config.read_text().splitlines(keepends=True)
+        config.write_text("".join([*lines[:2], f"# aws key {AWS_KEY}\n", *lines[2:]]))
+    elif change == "broken config":
+        config.write_text(config.read_text() + "bogus: true\n")
     else:
         (clone / "notes.txt").write_text("scratch\n")
     git("add", "--all", cwd=clone)
@@ -708,6 +722,41 @@ def test_incoming_commits_that_break_the_rules_are_not_taken_in(
     assert ran.stderr.startswith("gitgw: error: refusing to take in the state branch"), ran.stderr
     assert reason in ran.stderr
     assert head(b) == b_before
+
+
+def test_a_first_sync_of_a_long_history_checks_it_on_every_core(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    # Enough receipts that the check is shared among processes (a separate `gitgw`, with
+    # no threads, forks them), with a secret in the last commit, pushed with plain git.
+    url = git_server.create()
+    a = machine(tmp_path, "a", url, init=True)
+    clock = default_clock()
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    for day in range(40):
+        at = start + timedelta(days=day)
+        batch = [make_receipt(clock, created=at + timedelta(seconds=n)) for n in range(25)]
+        path, data = render_batch(batch, clock.new_id(at + timedelta(minutes=1)))
+        commit_files(a, {path: data}, f"25 receipts on day {day}")
+    leak = ConsentEntry(
+        id=clock.new_id(), action="grant", subject="provider:openai", level="internal",
+        actor="tester", created=clock.now(), reason=f"key {AWS_KEY}",
+    )  # fmt: skip
+    leaked_at, data = render(leak)
+    commit_files(a, {leaked_at: data}, "a grant with a key in it")
+    git("push", "-q", "origin", BRANCH, cwd=a)
+
+    b = machine(tmp_path, "b", url, init=False)
+    syncing = subprocess.run(
+        [sys.executable, "-m", "gitgw", "--repo", str(b), "sync"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert syncing.returncode == 1, syncing.stdout
+    assert "refusing to take in the state branch of origin: 1 problem(s)" in syncing.stderr
+    assert f"{leaked_at}: line " in syncing.stderr
+    assert "possible secret (AWS Access Key)" in syncing.stderr
+    assert AWS_KEY not in syncing.stderr
+    assert head(b) is None  # nothing taken in
 
 
 def test_no_state_branch_anywhere(tmp_path: Path, git_server: GitServer) -> None:

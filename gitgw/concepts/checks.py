@@ -14,9 +14,10 @@ from gitgw.concepts.secrets import check_secrets
 from gitgw.records import Parsed, parse_file
 from gitgw.records.layout import kind_at
 
-__all__ = ["FileCheck", "check_file", "is_add_only", "register_check"]
+__all__ = ["FileCheck", "check_file", "check_guards", "is_add_only", "register_check"]
 
-FileCheck = Callable[[str, bytes, Parsed], None]
+# A guard: the path, the bytes, and what `parse_file` made of them when the caller has it.
+FileCheck = Callable[[str, bytes, Parsed | None], None]
 
 _checks: list[FileCheck] = []
 
@@ -38,9 +39,14 @@ def check_file(path: str, data: bytes, *, guards: bool = True) -> Parsed:
     """
     parsed = parse_file(path, data)
     if guards:
-        for check in _checks:
-            check(path, data, parsed)
+        check_guards(path, data, parsed)
     return parsed
+
+
+def check_guards(path: str, data: bytes, parsed: Parsed | None = None) -> None:
+    """The guards alone (the secrets guard), on a file whose format check has passed."""
+    for check in _checks:
+        check(path, data, parsed)
 
 
 def is_add_only(path: str) -> bool:

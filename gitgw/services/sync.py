@@ -121,8 +121,8 @@ def _check_outgoing(repo: StateRepo, remote: str, remote_head: str | None, head:
         raise RemoteError(
             f"refusing to push to {remote}: the local history has {len(problems)} "
             f"problem(s), e.g. {first.path}: {first.reason} [commit {first.commit[:12]}]",
-            "nothing was pushed; `gitgw verify` lists every problem, which must be "
-            "repaired here first",
+            "nothing was pushed; the commits named must be repaired here first (other "
+            "machines would refuse them); `gitgw verify` lists the problems of the records",
         )
 
 

@@ -51,6 +51,8 @@ Progress = Callable[[int, int], None]
 # The top-level names that can hold a mutable file. Everything under any other name is
 # add-only or unknown, which the check of mutable files at the head would skip one path
 # at a time; it skips those trees whole instead.
+# Commits to check past which reading the packs' indexes first pays (a first sync).
+_MANY_COMMITS = 100
 _MUTABLE_TOPS = frozenset(kind.template.split("/", 1)[0] for kind in KINDS if not kind.add_only)
 
 
@@ -166,6 +168,9 @@ class _Checker:
     # For commits checked on their own (a push, a sync): the trees of the heads already
     # known, whose records an incoming commit may not add again with other content.
     known_trees: list[bytes] = field(default_factory=list)
+    # Those commits' every new version of a mutable file is checked too, as the hooks
+    # check it; a whole history's only at its head.
+    every_version: bool = False
     # Problems in the order the walk meets them: a file's verdict arrives later, so each
     # carries the number of the change that raised it.
     found: list[tuple[int, Problem]] = field(default_factory=list)
@@ -182,7 +187,9 @@ class _Checker:
                 self.problem(path, commit, "is not a path gitgw knows")
             return
         if not kind.add_only:
-            return  # mutable files are checked as they are at the head
+            if self.every_version and new is not None:
+                self.file(commit, path, new)
+            return  # else mutable files are checked as they are at the head
         first = self.added_in.get(path)
         since = f" (added in {first[0][:12]})" if first else ""
         if old is None and new is not None:
@@ -338,19 +345,25 @@ def check_commits(
     """The problems `commits` (oldest first) bring, judged as the hooks judge a push:
     invalid or unknown files, secrets, add-only records modified or deleted, or added
     again with other content than the `known` heads hold."""
+    commits = list(commits)
     report = Report(head="")
-    files = FileChecks(repo, secrets=True, workers=1, threshold=0)
+    if len(commits) > _MANY_COMMITS:  # a first sync takes in a whole history
+        repo.trees.index_packs()
+    # A long history's files are checked by the cores, as verify's are; a few stay here.
+    files = FileChecks(repo, secrets=True, workers=default_workers(), threshold=PARALLEL_FROM)
     checker = _Checker(repo, report, _Proven(repo, secrets=True, enabled=False), files)
     checker.known_trees = [tree for head in known if (tree := repo.tree_of(head)) is not None]
+    checker.every_version = True
     repo.trees.odd = []
     try:
         for commit in commits:
             for change in changes_of(repo, commit):
                 checker.change(commit, change.path, change.old, change.new)
             checker.passed_over(commit)
+        checker.finish()
     finally:
+        files.close()
         repo.trees.odd = None
-    checker.finish()
     return report.problems
 
 

@@ -28,7 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from gitgw._collector import collector_paused
-from gitgw.concepts.checks import check_file
+from gitgw.concepts.checks import check_guards
 from gitgw.errors import InvalidRecord
 from gitgw.records.fast_check import prepare_checks, verify_file
 from gitgw.state import StateRepo
@@ -70,13 +70,9 @@ def check_files(repo: StateRepo, wanted: list[Wanted], secrets: bool) -> Checked
                 continue
             ids: list[str] | None = [] if path.endswith(".jsonl") else None  # a batch's
             try:
-                if secrets:  # the guards need what parse_file builds
-                    parsed = check_file(path, data)
-                    count = len(parsed.records) or 1
-                    if ids is not None:
-                        ids.extend(parsed.batch_ids())
-                else:
-                    count = verify_file(path, data, ids)
+                count = verify_file(path, data, ids)
+                if secrets:
+                    check_guards(path, data)
             except InvalidRecord as exc:
                 refused[seq] = exc.reason
                 count = 0
