@@ -233,11 +233,13 @@ def bench_append(root: Path, sizes: Sizes, results: Results) -> None:
     machine: on a shared machine the load drifts over a run, and the growth ratio is a
     comparison of the two."""
     records = Records(seed=1)
-    layouts: tuple[tuple[str, Callable[[int], int]], ...] = (
-        (f"≈{RECORDS_PER_DAY}/day", lambda n: max(1, -(-n // RECORDS_PER_DAY))),
-        ("all in one shard", lambda n: 1),
+    # The targets are for the layout gitgw writes (day shards); one shard shows what
+    # sharding avoids, with no target of its own.
+    layouts: tuple[tuple[str, Callable[[int], int], bool], ...] = (
+        (f"≈{RECORDS_PER_DAY}/day", lambda n: max(1, -(-n // RECORDS_PER_DAY)), True),
+        ("all in one shard", lambda n: 1, False),
     )
-    for label, days_of in layouts:
+    for label, days_of, targeted in layouts:
         print(f"append, {label}:", flush=True)
         small = AppendCase(root, records, sizes.small, days_of(sizes.small))
         large = AppendCase(root, records, sizes.large, days_of(sizes.large))
@@ -257,7 +259,7 @@ def bench_append(root: Path, sizes: Sizes, results: Results) -> None:
         for case in (small, large):
             times, first = case.times[1:], case.times[0]
             ours, theirs = median(times), median(case.git_times)
-            judged = case.count == sizes.large
+            judged = targeted and case.count == sizes.large
             results.row(
                 f"append 1 run at {case.count:,} ({label}): median (p90)",
                 f"{fmt_ms(ours)} ({fmt_ms(p90(times))})",
@@ -281,8 +283,8 @@ def bench_append(root: Path, sizes: Sizes, results: Results) -> None:
             f"{growth:.2f}×",
             f"{git_growth:.2f}×",
             "-",
-            "≤ 1.5×",
-            growth <= GROWTH_TARGET,
+            "≤ 1.5×" if targeted else "-",
+            growth <= GROWTH_TARGET if targeted else None,
         )
 
 
