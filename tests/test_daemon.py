@@ -427,6 +427,23 @@ def test_an_invalid_workflow_keeps_the_last_valid_version(
     assert wait_for(lambda: handoff_notes(served, handoff_id)) == ["hello from local"]
 
 
+def test_a_request_beside_a_broken_workflow_in_one_commit_is_answered(
+    served: Path, running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A workflow keeps its last valid version; the request of the same commit is no
+    # less valid for it.
+    with StateRepo.discover(served) as repo:
+        now = Store(repo).clock.now()
+        request = Request.model_validate({
+            "id": Store(repo).clock.new_id(now), "created": now, "agent": "ci-bot",
+            "model": "local", "messages": [{"role": "user", "content": "hi"}],
+        })  # fmt: skip
+        path, data = render(request)
+        repo.commit({path: data, "workflows/review.yaml": b"steps: 3\n"}, "ask, break a workflow")
+    wait_for(lambda: _responses_to(served, request.id), what="the response")
+    assert "keeping its last valid version" in caplog.text
+
+
 def test_a_workflow_on_every_path_never_triggers_itself(served: Path, running: Running) -> None:
     with StateRepo.discover(served) as repo:
         Store(repo).put("workflows/everything.yaml", EVERYTHING.encode(), "watch everything")

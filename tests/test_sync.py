@@ -690,6 +690,7 @@ def test_rewritten_remote_history_is_refused(tmp_path: Path, git_server: GitServ
         ("invalid", "is not a path gitgw knows"),
         ("secret", "gitgw.yaml: line 3: possible secret (AWS Access Key)"),
         ("broken config", "gitgw.yaml: does not match the config schema"),
+        ("second config", "gitgw.yaml: the tree holds this name twice"),
     ],
 )
 def test_incoming_commits_that_break_the_rules_are_not_taken_in(
@@ -711,10 +712,21 @@ def test_incoming_commits_that_break_the_rules_are_not_taken_in(
         config.write_text("".join([*lines[:2], f"# aws key {AWS_KEY}\n", *lines[2:]]))
     elif change == "broken config":
         config.write_text(config.read_text() + "bogus: true\n")
-    else:
+    elif change != "second config":
         (clone / "notes.txt").write_text("scratch\n")
-    git("add", "--all", cwd=clone)
-    git("commit", "--quiet", "-m", "a hand edit", cwd=clone)
+    if change == "second config":  # one git shows, another gitgw reads: a public default
+        other = tmp_path / "other.yaml"
+        other.write_text(config.read_text().replace("internal", "public"))
+        blob = git("hash-object", "-w", str(other), cwd=clone).strip()
+        listing = git("ls-tree", "HEAD", cwd=clone) + f"100644 blob {blob}\tgitgw.yaml\n"
+        tree = subprocess.run(
+            ["git", "mktree"], cwd=clone, input=listing, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        commit = git("commit-tree", tree, "-p", "HEAD", "-m", "a second config", cwd=clone)
+        git("update-ref", f"refs/heads/{BRANCH}", commit.strip(), cwd=clone)
+    else:
+        git("add", "--all", cwd=clone)
+        git("commit", "--quiet", "-m", "a hand edit", cwd=clone)
     git("push", "--quiet", "origin", BRANCH, cwd=clone)
 
     ran = run_cli("--repo", str(b), "sync")
@@ -757,6 +769,52 @@ def test_a_first_sync_of_a_long_history_checks_it_on_every_core(
     assert "possible secret (AWS Access Key)" in syncing.stderr
     assert AWS_KEY not in syncing.stderr
     assert head(b) is None  # nothing taken in
+
+
+def test_an_old_version_of_a_mutable_file_is_history_not_a_problem(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    # Mutable files are judged as they are at the head that comes in, as verify judges
+    # them: a version a later commit replaced (or one today's rules would refuse) is history.
+    a, b = pair(tmp_path, git_server)
+    good = read(a, "gitgw.yaml")
+    assert good is not None
+    commit_files(a, {"gitgw.yaml": good + b"bogus: true\n"}, "a broken config")
+    commit_files(a, {"gitgw.yaml": good + b"# fixed\n"}, "fixed again")
+    assert sync(a)["action"] == "pushed"
+    assert sync(b)["action"] == "fast-forward"
+    assert head(a) == head(b)
+
+
+def test_a_locked_branch_in_a_repository_reached_by_its_path_is_named(tmp_path: Path) -> None:
+    server = tmp_path / "server.git"
+    git("init", "--quiet", "--bare", str(server))
+    a = machine(tmp_path, "a", str(server), init=True)
+    assert sync(a)["action"] == "pushed"
+    add_consent(a)
+    lock = server / "refs" / "heads" / f"{BRANCH}.lock"
+    lock.write_text("")
+    ran = run_cli("--repo", str(a), "sync")
+    assert ran.exit_code == 1, ran.stdout
+    assert "origin did not take the push, and its state branch did not move: its branch is " \
+        "locked" in ran.stderr  # fmt: skip
+    lock.unlink()
+    assert sync(a)["action"] == "pushed"
+
+
+def test_credentials_in_a_remote_url_reach_no_message_and_no_commit(
+    tmp_path: Path, git_http: GitServer
+) -> None:
+    a, b = pair(tmp_path, git_http)
+    with_credentials = git_http.url().replace("http://", "http://alice:hunter2@")
+    add_consent(a, "provider:a")
+    add_consent(b, "provider:b")
+    assert sync(a)["action"] == "pushed"
+    ran = run_cli("--repo", str(b), "sync", "--remote", with_credentials)  # a merge
+    assert ran.exit_code == 0, ran.stderr
+    assert ran.stdout.startswith("merged+pushed: http://***@127.0.0.1:")
+    assert "hunter2" not in git("log", "--format=%B", BRANCH, cwd=b)
+    assert "hunter2" not in ran.stdout + ran.stderr
 
 
 def test_no_state_branch_anywhere(tmp_path: Path, git_server: GitServer) -> None:

@@ -135,7 +135,8 @@ def show(note_id: str, as_json: bool) -> None:
         if conflict.kept_at is None:
             err(
                 "conflict: the note was deleted on one machine while it changed on another; "
-                f"the sync of {conflict.theirs[:12]} kept the change"
+                f"the change was kept when {conflict.ours[:12]} and {conflict.theirs[:12]} "
+                "were merged"
             )
         else:
             err(

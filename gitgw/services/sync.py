@@ -25,7 +25,15 @@ from gitgw.concepts.store import Store
 from gitgw.errors import Contention, GitgwError, RemoteError, StateBranchMissing
 from gitgw.records import Conflict, render
 from gitgw.services.verify import check_incoming
-from gitgw.state import StateRepo, fetch, last_synced, merge_heads, push, remember_synced
+from gitgw.state import (
+    StateRepo,
+    fetch,
+    last_synced,
+    merge_heads,
+    push,
+    remember_synced,
+    shown_url,
+)
 
 __all__ = ["SyncResult", "configured_remote", "sync"]
 
@@ -63,8 +71,12 @@ def configured_remote(repo: StateRepo) -> str:
 def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult:
     """Bring the local and remote state branches to the same commit."""
     clock = clock or default_clock()
-    result = SyncResult(remote=remote, local_before=repo.head(), remote_before=None)
-    refused: list[tuple[str | None, str]] = []  # the remote head, why the push failed
+    # Shown as given, but never with credentials a URL may carry: this name goes into
+    # messages, the JSON result and the merge commit's message.
+    result = SyncResult(remote=shown_url(remote), local_before=repo.head(), remote_before=None)
+    shown = result.remote
+    # The remote head at each failed push in a row that found it where it was fetched.
+    stuck: list[str | None] = []
     for attempt in range(1, _ATTEMPTS + 1):
         result.attempts = attempt
         # gitgw's own record of the remote head it last took in: unlike the tracking ref,
@@ -74,11 +86,11 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
         if attempt == 1:
             result.remote_before = remote_head
         if known and (remote_head is None or not repo.is_ancestor(known, remote_head)):
-            raise _rewritten(remote, f"its earlier head {known[:12]} is no longer in its history")
+            raise _rewritten(shown, f"its earlier head {known[:12]} is no longer in its history")
         local = repo.head()
         if local is None and remote_head is None:
             raise StateBranchMissing(
-                f"neither {repo.path} nor {remote} has a state branch {repo.branch!r}",
+                f"neither {repo.path} nor {shown} has a state branch {repo.branch!r}",
                 f"{repo.init_hint()}, then sync",
             )
         merged = _integrate(repo, local, remote_head, clock, result)
@@ -88,17 +100,18 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
         if merged == remote_head:
             remember_synced(repo, remote, merged)
             return result
-        _check_outgoing(repo, remote, remote_head, merged)
-        why = push(repo, remote, merged, remote_head)
-        if why is None:
+        _check_outgoing(repo, shown, remote_head, merged)
+        missed = push(repo, remote, merged, remote_head)
+        if missed is None:
             remember_synced(repo, remote, merged)
             result.pushed = True
             result.action = "pushed" if result.action == "up-to-date" else result.action + "+pushed"
             return result
-        refused.append((remote_head, why))
-        if len(refused) >= _STUCK and len({head for head, _ in refused[-_STUCK:]}) == 1:
+        stuck = [] if missed.moved else [*stuck, remote_head]
+        if len(stuck) >= _STUCK and len(set(stuck[-_STUCK:])) == 1:
             raise RemoteError(
-                f"{remote} did not take the push, and its state branch did not move: {why}",
+                f"{shown} did not take the push, and its state branch did not move: "
+                f"{missed.reason}",
                 "your local state is intact; the server could not update the branch (a "
                 f"lock left on it, refs/heads/{repo.branch}.lock, does this): once that is "
                 "cleared there, run `gitgw sync` again",
@@ -107,7 +120,7 @@ def sync(repo: StateRepo, remote: str, clock: Clock | None = None) -> SyncResult
         # a random, growing while, so two writers do not keep colliding in step.
         time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))
     raise Contention(
-        f"{remote} kept moving; gave up after {_ATTEMPTS} attempts",
+        f"{shown} kept moving; gave up after {_ATTEMPTS} attempts",
         "your local state is intact; run `gitgw sync` again",
     )
 

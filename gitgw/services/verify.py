@@ -51,8 +51,6 @@ Progress = Callable[[int, int], None]
 # The top-level names that can hold a mutable file. Everything under any other name is
 # add-only or unknown, which the check of mutable files at the head would skip one path
 # at a time; it skips those trees whole instead.
-# Commits to check past which reading the packs' indexes first pays (a first sync).
-_MANY_COMMITS = 100
 _MUTABLE_TOPS = frozenset(kind.template.split("/", 1)[0] for kind in KINDS if not kind.add_only)
 
 
@@ -168,9 +166,9 @@ class _Checker:
     # For commits checked on their own (a push, a sync): the trees of the heads already
     # known, whose records an incoming commit may not add again with other content.
     known_trees: list[bytes] = field(default_factory=list)
-    # Those commits' every new version of a mutable file is checked too, as the hooks
-    # check it; a whole history's only at its head.
-    every_version: bool = False
+    # For commits checked on their way to a head (a sync): the mutable files they
+    # change, checked as they are at that head. A whole history's are checked at its head.
+    mutable_changed: set[str] | None = None
     # Problems in the order the walk meets them: a file's verdict arrives later, so each
     # carries the number of the change that raised it.
     found: list[tuple[int, Problem]] = field(default_factory=list)
@@ -187,9 +185,9 @@ class _Checker:
                 self.problem(path, commit, "is not a path gitgw knows")
             return
         if not kind.add_only:
-            if self.every_version and new is not None:
-                self.file(commit, path, new)
-            return  # else mutable files are checked as they are at the head
+            if self.mutable_changed is not None and new is not None:
+                self.mutable_changed.add(path)
+            return  # mutable files are checked as they are at the head
         first = self.added_in.get(path)
         since = f" (added in {first[0][:12]})" if first else ""
         if old is None and new is not None:
@@ -321,7 +319,9 @@ def verify(
     finally:
         files.close()  # after an error too: no process left checking what nobody reads
         repo.trees.odd = None
-    report.problems.extend(at_head)
+    # A name twice in a tree that one commit made is met by the walk too: named once.
+    named = {(problem.path, problem.reason) for problem in report.problems}
+    report.problems.extend(p for p in at_head if (p.path, p.reason) not in named)
     _check_witnesses(repo, head, set(commits), report)
     checker.proven.save()
     repo.witness(head)
@@ -329,42 +329,74 @@ def verify(
     return report
 
 
+# Commits to check past which reading the packs in bulk pays (a first sync).
+_MANY_COMMITS = 100
+
+
 def check_incoming(repo: StateRepo, known: Iterable[str], incoming: str) -> list[Problem]:
     """The problems the commits of `incoming` that `known` heads lack would bring in: invalid
-    files, unknown paths, and add-only records modified or deleted (what the hooks refuse)."""
+    files, unknown paths, add-only records modified or deleted (what the hooks refuse), and
+    the mutable files they change, as they are at `incoming`."""
     seen: set[str] = set()
     known = list(known)
     for head in known:
         seen |= repo.ancestors(head)
-    return check_commits(repo, commits_since(repo, incoming, seen), known)
+    return check_commits(repo, commits_since(repo, incoming, seen), known, head=incoming)
 
 
 def check_commits(
-    repo: StateRepo, commits: Iterable[str], known: Iterable[str] = ()
+    repo: StateRepo, commits: Iterable[str], known: Iterable[str] = (), head: str | None = None
 ) -> list[Problem]:
     """The problems `commits` (oldest first) bring, judged as the hooks judge a push:
     invalid or unknown files, secrets, add-only records modified or deleted, or added
-    again with other content than the `known` heads hold."""
+    again with other content than the `known` heads hold.
+
+    With `head`, the commit they lead to (a sync), the mutable files they change are
+    checked as they are there, like verify's at a branch's head: an old version that
+    today's rules would refuse stays history. Without it (the daemon, which keeps a
+    workflow's last valid version), mutable files are left to their readers."""
     commits = list(commits)
     report = Report(head="")
-    if len(commits) > _MANY_COMMITS:  # a first sync takes in a whole history
-        repo.trees.index_packs()
-    # A long history's files are checked by the cores, as verify's are; a few stay here.
+    # A long history (a first sync) is read in bulk, and its files are checked by the
+    # cores as verify's are; a few commits' stay in this process.
+    bulk = repo.trees.bulk_reads() if len(commits) > _MANY_COMMITS else contextlib.nullcontext()
     files = FileChecks(repo, secrets=True, workers=default_workers(), threshold=PARALLEL_FROM)
     checker = _Checker(repo, report, _Proven(repo, secrets=True, enabled=False), files)
     checker.known_trees = [tree for head in known if (tree := repo.tree_of(head)) is not None]
-    checker.every_version = True
+    checker.mutable_changed = set() if head is not None else None
     repo.trees.odd = []
     try:
-        for commit in commits:
-            for change in changes_of(repo, commit):
-                checker.change(commit, change.path, change.old, change.new)
-            checker.passed_over(commit)
-        checker.finish()
+        with bulk:
+            for commit in commits:
+                for change in changes_of(repo, commit):
+                    checker.change(commit, change.path, change.old, change.new)
+                checker.passed_over(commit)
+            checker.finish()
     finally:
         files.close()
         repo.trees.odd = None
+    if head is not None and checker.mutable_changed is not None:
+        report.problems.extend(_mutable_changed_at(repo, head, checker.mutable_changed))
     return report.problems
+
+
+def _mutable_changed_at(repo: StateRepo, head: str, paths: set[str]) -> list[Problem]:
+    """The problems of the mutable files at `paths` as they are at `head`, and any name
+    a tree holding mutable files gives twice there."""
+    root = repo.tree_of(head)
+    problems = [
+        Problem(path, _last_change(repo, head, path), "the tree holds this name twice")
+        for path in (_names_twice(repo, root) if root is not None else ())
+    ]
+    for path in sorted(paths):
+        data = repo.read(path, head)
+        if data is None:
+            continue  # deleted again on the way
+        try:
+            check_file(path, data)
+        except InvalidRecord as exc:
+            problems.append(Problem(path, _last_change(repo, head, path), exc.reason))
+    return problems
 
 
 def _mutable_candidates(repo: StateRepo, head: str) -> Iterator[tuple[str, str]]:
@@ -422,12 +454,13 @@ def _check_mutable_at_head(checker: _Checker, head: str, secrets: bool) -> list[
 
 
 def _last_change(repo: StateRepo, head: str, path: str) -> str:
-    # The newest commit whose version of `path` differs from its first parent's.
+    # The newest commit whose entry at `path` (a file or a directory) differs from its
+    # first parent's.
     commit = head
-    blob = repo.read(path, commit)
+    entry = repo.trees.lookup(repo.tree_of(commit), path)
     while True:
         parents = repo.commit_info(commit).parents
-        if not parents or repo.read(path, parents[0]) != blob:
+        if not parents or repo.trees.lookup(repo.tree_of(parents[0]), path) != entry:
             return commit
         commit = parents[0]
 

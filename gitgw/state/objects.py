@@ -97,6 +97,22 @@ class ObjectReader:
         with self._pack_lock:
             self._bulk = True
 
+    @contextlib.contextmanager
+    def bulk_reads(self) -> Iterator[None]:
+        """`index_packs` for the block only: a long-running reader (the daemon, syncing)
+        goes back to reading a few objects at a time after it."""
+        with self._pack_lock:
+            was = self._bulk
+            self._bulk = True
+        try:
+            yield
+        finally:
+            if not was:
+                with self._pack_lock:
+                    self._bulk = False
+                    for view in self._views.values():
+                        view.offsets, view.tabled = None, False
+
     def _read_packed(self, pack: Pack, binary: RawObjectID) -> tuple[int, bytes]:
         # Read here straight from a mapping of the pack (`read_object`: a third of the
         # cost of dulwich's general reader for a whole object, an eighth for a delta);

@@ -8,6 +8,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,15 @@ from gitgw.errors import RemoteError
 from gitgw.state.packing import objects_to_send
 from gitgw.state.repo import StateRepo
 
-__all__ = ["fetch", "last_synced", "push", "remember_synced", "remote_url", "shown_url"]
+__all__ = [
+    "NotLanded",
+    "fetch",
+    "last_synced",
+    "push",
+    "remember_synced",
+    "remote_url",
+    "shown_url",
+]
 
 _ZERO = b"0" * 40
 # How long a remote may send nothing, on any one read or write, before it counts as
@@ -232,13 +241,21 @@ class _Offering:
         return getattr(self._repo, name)
 
 
-def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> str | None:
+@dataclass(frozen=True)
+class NotLanded:
+    """Why a push did not land; the caller fetches, merges and tries again."""
+
+    reason: str
+    moved: bool  # the remote was not at the head expected: a race, not a stuck server
+
+
+def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> NotLanded | None:
     """Move the remote's state branch from `expected` to `new`: None once it has moved.
 
     The remote checks `expected` itself (git's push protocol names the old value), so
-    this is a compare-and-swap. Otherwise the reason the server did not move it (the
-    branch was not at `expected`, or it could not update it, e.g. a lock): the caller
-    fetches, merges and tries again. A refusal (a hook's, a permission) raises.
+    this is a compare-and-swap. Otherwise why the server did not move it (the branch was
+    not at `expected`, or it could not update it, e.g. a lock). A refusal (a hook's, a
+    permission) raises.
     """
     url, _ = remote_url(repo, remote)
     client, path = _client(url)
@@ -269,13 +286,15 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> str | 
             result = client.send_pack(
                 path.encode("utf-8"), update_refs, pack_data, progress=said.extend
             )
+    except FileLocked as exc:  # a repository reached by its path: its ref is locked
+        return NotLanded(f"its branch is locked ({exc})", moved=False)
     except SendPackError as exc:
         message = exc.args[0].decode("utf-8", "replace") if exc.args else str(exc)
         raise RemoteError(f"{shown_url(url)} refused the push: {message}{_told(said)}") from exc
     except _UNREACHABLE as exc:
         raise _unreachable(url, exc) from exc
     if moved:
-        return "its state branch moved"
+        return NotLanded("its state branch moved", moved=True)
     error: str | None = (result.ref_status or {}).get(ref)
     if error is None:
         tracking = _tracking(repo, remote)
@@ -286,7 +305,7 @@ def push(repo: StateRepo, remote: str, new: str, expected: str | None) -> str | 
     # finds the branch moved after it advertised it (another push landed meanwhile).
     lost = ("non-fast-forward", "stale", "lock", "fetch first", "failed to update ref")
     if any(word in error for word in lost):
-        return error + _told(said)
+        return NotLanded(error + _told(said), moved=False)
     raise RemoteError(f"{shown_url(url)} refused the push of {repo.branch}: {error}{_told(said)}")
 
 
