@@ -817,6 +817,31 @@ def test_credentials_in_a_remote_url_reach_no_message_and_no_commit(
     assert "hunter2" not in ran.stdout + ran.stderr
 
 
+def test_a_receipt_given_again_in_an_incoming_batch_is_not_taken_in(
+    tmp_path: Path, git_server: GitServer
+) -> None:
+    # A batch from elsewhere that repeats a receipt's id with other content (its digest
+    # made anew) would stand for the receipt this branch holds: verify names it, and
+    # sync does not take it in.
+    a, b = pair(tmp_path, git_server)
+    clock = default_clock()
+    first = make_receipt(clock)
+    kept_at, data = render_batch([first], clock.new_id())
+    commit_files(a, {kept_at: data}, "a receipt")
+    assert sync(a)["action"] == "pushed"
+    assert sync(b)["action"] == "fast-forward"
+    b_before = head(b)
+    forged = first.model_copy(update={"level": "public"})
+    again, data = render_batch([forged], clock.new_id())
+    commit_files(a, {again: data}, "the same receipt, changed")
+    assert sync(a)["action"] == "pushed"  # a pushes what its own check does not compare
+
+    ran = run_cli("--repo", str(b), "sync")
+    assert ran.exit_code == 1, ran.stdout
+    assert f"{again}: record {first.id} is given again (first in {kept_at})" in ran.stderr
+    assert head(b) == b_before
+
+
 def test_no_state_branch_anywhere(tmp_path: Path, git_server: GitServer) -> None:
     a = machine(tmp_path, "a", git_server.create(), init=False)
     ran = run_cli("--repo", str(a), "sync")

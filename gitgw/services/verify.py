@@ -19,21 +19,20 @@ file also passes the secrets guard (the hooks and every gitgw write always run i
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from gitgw import __version__
 from gitgw._collector import collector_paused
 from gitgw.concepts.checks import check_file, is_add_only
+from gitgw.concepts.index import Index
+from gitgw.concepts.receipts import RECEIPTS_INDEX
 from gitgw.concepts.store import CONFIG_PATH
 from gitgw.errors import GitgwError, InvalidRecord
-from gitgw.records import KINDS, json_schemas, kind_of
+from gitgw.records import KINDS, kind_of
 from gitgw.records.layout import kind_at
+from gitgw.services.verify_cache import ProvenFiles
 from gitgw.services.verify_files import PARALLEL_FROM, FileChecks, default_workers
 from gitgw.state import (
     StateRepo,
@@ -82,85 +81,11 @@ class Report:
         return not self.problems
 
 
-@functools.cache
-def _fingerprint(secrets: bool) -> str:
-    # Generating the schemas costs ~0.2 s: once per process, and never for the checks
-    # of incoming commits (sync, the daemon), which do not use the cache.
-    schemas = b"".join(data for _, data in sorted(json_schemas().items()))
-    return hashlib.sha256(f"{__version__} {secrets}".encode() + schemas).hexdigest()[:16]
-
-
-class _Proven:
-    """The (path, blob) pairs whose format check passed before, and their record counts."""
-
-    def __init__(self, repo: StateRepo, secrets: bool, enabled: bool) -> None:
-        self.path: Path | None = None
-        if enabled:
-            tag = _fingerprint(secrets)
-            self.path = repo.gitgw_dir / "verified" / tag
-        self.known: dict[tuple[str, str], int] = {}
-        self.ids: dict[str, list[str]] = {}  # a batch's record ids, by its blob
-        self.new: list[str] = []
-        self.new_ids: list[str] = []
-        if self.path is not None:
-            # One entry a line, ended by a line feed only: a file name may hold any other
-            # character `str.splitlines` breaks at, and the branch chooses its names.
-            for line in _lines(self.path):
-                parts = line.split(" ", 2)
-                if len(parts) == 3 and parts[1].isdigit():  # a torn last line is skipped
-                    self.known[(parts[2], parts[0])] = int(parts[1])
-            for line in _lines(self._ids_path):
-                blob, _, ids = line.partition(" ")
-                if ids:
-                    self.ids[blob] = ids.split(",")
-
-    @property
-    def _ids_path(self) -> Path:
-        assert self.path is not None
-        return self.path.with_name(self.path.name + ".ids")
-
-    def add(self, path: str, blob: str, records: int, ids: list[str] | None) -> None:
-        self.known[(path, blob)] = records
-        if "\n" not in path:  # a name a line feed would split is proven again next time
-            self.new.append(f"{blob} {records} {path}\n")
-            if ids:
-                self.ids[blob] = ids
-                self.new_ids.append(f"{blob} {','.join(ids)}\n")
-
-    def batch_ids(self, blob: str, records: int) -> list[str] | None:
-        """The record ids of a proven batch, if all of them are known."""
-        ids = self.ids.get(blob)
-        return ids if ids is not None and len(ids) == records else None
-
-    def save(self) -> None:
-        """Append the entries proven in this run; a repository this process cannot
-        write to keeps its cache as it was (the next run proves them again)."""
-        if self.path is None or not self.new:
-            return
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # The ids first: a batch proven without them is proven again.
-            with self._ids_path.open("a", encoding="utf-8") as handle:
-                handle.writelines(self.new_ids)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.writelines(self.new)
-        self.new.clear()
-        self.new_ids.clear()
-
-
-def _lines(path: Path) -> list[str]:
-    # A line spoilt by a torn write is skipped (its entry is proven again), not the file.
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").split("\n")
-    except OSError:
-        return []
-
-
 @dataclass
 class _Checker:
     repo: StateRepo
     report: Report
-    proven: _Proven
+    proven: ProvenFiles
     files: FileChecks
     added_in: dict[str, tuple[str, str]] = field(default_factory=dict)  # commit, blob
     # For commits checked on their own (a push, a sync): the trees of the heads already
@@ -175,6 +100,7 @@ class _Checker:
     waiting: dict[int, str] = field(default_factory=dict)  # the commit that added each file
     # Each batch's record ids, whose names are not their files': (change, path, commit, ids).
     batches: list[tuple[int, str, str, list[str]]] = field(default_factory=list)
+    given: dict[str, tuple[str, str]] = field(default_factory=dict)  # id: its batch, commit
     seq: int = 0
 
     def change(self, commit: str, path: str, old: str | None, new: str | None) -> None:
@@ -251,15 +177,15 @@ class _Checker:
     def _given_twice(self) -> None:
         # A batch's records are named by their ids, not by their file: a record given
         # again in another batch (or twice in one) would stand for the first one.
-        first: dict[str, str] = {}
+        first = self.given
         self.batches.sort(key=lambda item: item[0])
         for seq, path, commit, ids in self.batches:
             for record in ids:
                 where = first.get(record)
                 if where is None:
-                    first[record] = path
+                    first[record] = (path, commit)
                 else:
-                    reason = f"record {record} is given again (first in {where})"
+                    reason = f"record {record} is given again (first in {where[0]})"
                     self.found.append((seq, Problem(path, commit, reason)))
         self.batches.clear()
 
@@ -294,7 +220,7 @@ def verify(
     report = Report(head=head)
     repo.trees.index_packs()  # the walk reads every tree in history, and the checks most blobs
     files = FileChecks(repo, secrets, workers or default_workers(), parallel_from)
-    checker = _Checker(repo, report, _Proven(repo, secrets, cache), files)
+    checker = _Checker(repo, report, ProvenFiles(repo, secrets, cache), files)
     # The walk makes hundreds of thousands of short-lived tuples and sets and no cycles:
     # the collector's passes over them cost 5-10% of this process's CPU.
     repo.trees.odd = []
@@ -355,13 +281,13 @@ def check_commits(
     checked as they are there, like verify's at a branch's head: an old version that
     today's rules would refuse stays history. Without it (the daemon, which keeps a
     workflow's last valid version), mutable files are left to their readers."""
-    commits = list(commits)
+    commits, known = list(commits), list(known)
     report = Report(head="")
     # A long history (a first sync) is read in bulk, and its files are checked by the
     # cores as verify's are; a few commits' stay in this process.
     bulk = repo.trees.bulk_reads() if len(commits) > _MANY_COMMITS else contextlib.nullcontext()
     files = FileChecks(repo, secrets=True, workers=default_workers(), threshold=PARALLEL_FROM)
-    checker = _Checker(repo, report, _Proven(repo, secrets=True, enabled=False), files)
+    checker = _Checker(repo, report, ProvenFiles(repo, secrets=True, enabled=False), files)
     checker.known_trees = [tree for head in known if (tree := repo.tree_of(head)) is not None]
     checker.mutable_changed = set() if head is not None else None
     repo.trees.odd = []
@@ -377,7 +303,28 @@ def check_commits(
         repo.trees.odd = None
     if head is not None and checker.mutable_changed is not None:
         report.problems.extend(_mutable_changed_at(repo, head, checker.mutable_changed))
+    if head is not None and checker.given and known == [repo.head()]:
+        # Taking commits in (a sync): the receipts index reflects the branch's head,
+        # which is what they are compared with.
+        report.problems.extend(_given_before(repo, checker.given))
     return report.problems
+
+
+def _given_before(repo: StateRepo, given: dict[str, tuple[str, str]]) -> list[Problem]:
+    """A receipt of the new batches whose id a batch on the branch gives already."""
+    problems = []
+    ids = sorted(given)
+    with Index(repo, RECEIPTS_INDEX).connect() as db:
+        for start in range(0, len(ids), 500):  # SQLite's limit on parameters
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id, path FROM receipts WHERE id IN ({marks}) ORDER BY id"
+            for record, where in db.execute(query, chunk):
+                path, commit = given[record]
+                if where != path:
+                    reason = f"record {record} is given again (first in {where})"
+                    problems.append(Problem(path, commit, reason))
+    return problems
 
 
 def _mutable_changed_at(repo: StateRepo, head: str, paths: set[str]) -> list[Problem]:
