@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from gitgw._canonical import compute_digest
+from gitgw._clock import default_clock
 from gitgw._yaml import dump_record, load_record
+from gitgw.records import Receipt, jsonl_lines, render_batch
 from gitgw.services import hooks
 from tests.conftest import git, run_cli
 from tests.gitservers import GitServer
@@ -231,6 +233,50 @@ def test_the_server_refuses_bad_pushes(
     refused = push(clone, "HEAD:gitgw")
     assert refused.returncode != 0
     assert f"gitgw: {NEW_NOTE}: line 11: possible secret (AWS Access Key)" in refused.stderr
+    assert server_head(git_daemon) == accepted
+
+
+def test_the_server_refuses_a_receipt_given_again(
+    example_repo: Path, tmp_path: Path, git_daemon: GitServer
+) -> None:
+    # A new batch repeating a receipt of the branch with other content (its digest made
+    # anew) would stand for it in every reader: refused, as is one receipt pushed twice.
+    url = git_daemon.create()
+    assert run_cli("hooks", "install", "--server", str(git_daemon.path())).exit_code == 0
+    git("remote", "add", "origin", url, cwd=example_repo)
+    assert run_cli("--repo", str(example_repo), "sync").exit_code == 0
+    clone = person_clone(url, tmp_path / "clone")
+    accepted = server_head(git_daemon)
+    original = sorted(clone.glob("receipts/**/*.jsonl"))[0]
+    line = jsonl_lines(original.read_text())[0]
+    first = Receipt.model_validate_json(line)
+    clock = default_clock()
+    forged = first.model_copy(update={"level": "public"})
+
+    again, data = render_batch([forged], clock.new_id())
+    (clone / again).parent.mkdir(parents=True, exist_ok=True)
+    (clone / again).write_bytes(data)
+    git("add", "-A", cwd=clone)
+    git("commit", "--quiet", "-m", "the same receipt, changed", cwd=clone)
+    refused = push(clone, "gitgw")
+    assert refused.returncode != 0
+    where = original.relative_to(clone).as_posix()
+    assert f"gitgw: {again}: record {first.id} is given again (first in {where})" in refused.stderr
+    assert server_head(git_daemon) == accepted
+    git("reset", "--quiet", "--hard", "origin/gitgw", cwd=clone)
+
+    fresh = Receipt.model_validate_json(line).model_copy(update={"id": clock.new_id()})
+    paths = []
+    for _ in range(2):
+        path, data = render_batch([fresh], clock.new_id())
+        (clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (clone / path).write_bytes(data)
+        paths.append(path)
+    git("add", "-A", cwd=clone)
+    git("commit", "--quiet", "-m", "one new receipt, twice", cwd=clone)
+    refused = push(clone, "gitgw")
+    assert refused.returncode != 0
+    assert f"record {fresh.id} is given again (first in {min(paths)})" in refused.stderr
     assert server_head(git_daemon) == accepted
 
 

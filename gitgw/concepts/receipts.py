@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -258,6 +259,20 @@ def locate(repo: StateRepo, receipt_id: str) -> ReceiptRow | None:
     return None if row is None else ReceiptRow.of(row)
 
 
+def batches_holding(repo: StateRepo, receipt_ids: Iterable[str]) -> dict[str, str]:
+    """The batch file on the branch's head that holds each of `receipt_ids` the index
+    knows (for the check that a new batch gives no receipt the branch holds already)."""
+    ids = sorted(set(receipt_ids))
+    found: dict[str, str] = {}
+    with Index(repo, RECEIPTS_INDEX).connect() as db:
+        for start in range(0, len(ids), 500):  # SQLite's limit on parameters
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id, path FROM receipts WHERE id IN ({marks})"
+            found.update(db.execute(query, chunk).fetchall())
+    return found
+
+
 def not_found(receipt_id: str) -> GitgwError:
     """The error for a receipt id the branch does not hold."""
     return GitgwError(
@@ -282,4 +297,4 @@ def find(repo: StateRepo, receipt_id: str) -> Located:
     raise not_found(receipt_id)
 
 
-__all__ += ["locate", "not_found"]
+__all__ += ["batches_holding", "locate", "not_found"]

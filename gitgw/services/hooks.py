@@ -8,7 +8,8 @@
 - `pre_receive` runs on a server, on the lines git gives a pre-receive hook. For a push
   to the state branch it checks every commit the push brings: each file it adds or
   changes (format and secrets), that it modifies or deletes no add-only record relative
-  to any parent, and that the branch only moves forward.
+  to any parent, that no receipt it adds is given already (by the branch, through its
+  receipts index, or by the push itself), and that the branch only moves forward.
 
 All of them speak to Git through the `git` command, which sees a push's objects while
 git keeps them in quarantine (before the hook accepts them).
@@ -16,6 +17,7 @@ git keeps them in quarantine (before the hook accepts them).
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -24,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitgw.concepts.checks import check_file, is_add_only
+from gitgw.concepts.receipts import batches_holding
 from gitgw.concepts.secrets import scan
 from gitgw.errors import GitgwError, InvalidRecord
 from gitgw.records import parse_file
+from gitgw.state import StateRepo
 
 __all__ = [
     "Problem",
@@ -186,8 +190,11 @@ def _diffs(pairs: list[Pair]) -> dict[Pair, list[_Change]]:
     return found
 
 
+_Given = dict[str, tuple[str, str]]  # a pushed receipt's id: its batch file, its commit
+
+
 def _check_commits(
-    old: str, new: str, blobs: _Blobs, checked: set[tuple[str, str]]
+    old: str, new: str, blobs: _Blobs, checked: set[tuple[str, str]], given: _Given
 ) -> list[Problem]:
     """Every commit the update from `old` to `new` brings to the state branch: those
     reachable from `new` and not from `old` (all of them for a new branch). Not "not
@@ -206,9 +213,15 @@ def _check_commits(
             if change.status in ("A", "M", "T") and (change.path, change.new) not in checked:
                 checked.add((change.path, change.new))
                 try:
-                    check_file(change.path, blobs.read(change.new))
+                    parsed = check_file(change.path, blobs.read(change.new))
                 except InvalidRecord as exc:
                     problems.append(Problem(change.path, exc.reason, commit))
+                    continue
+                for record in parsed.batch_ids():
+                    first = given.setdefault(record, (change.path, commit))
+                    if first != (change.path, commit):  # twice in this push
+                        reason = f"record {record} is given again (first in {first[0]})"
+                        problems.append(Problem(change.path, reason, commit))
         for parent in parents:
             for change in diffs[(commit, parent)]:
                 if change.status in ("M", "D", "T") and is_add_only(change.path):
@@ -223,12 +236,15 @@ def pre_receive(lines: Iterable[str], branch: str) -> list[Problem]:
     problems: list[Problem] = []
     blobs = _Blobs()
     checked: set[tuple[str, str]] = set()
+    given: _Given = {}
+    branch_exists = False
     try:
         for line in lines:
             parts = line.split()
             if len(parts) != 3 or parts[2] != target:
                 continue
             old, new, _ = parts
+            branch_exists = branch_exists or old != ZERO
             if new == ZERO:
                 problems.append(
                     Problem(target, "deleting the state branch would lose every record")
@@ -236,9 +252,30 @@ def pre_receive(lines: Iterable[str], branch: str) -> list[Problem]:
                 continue
             if old != ZERO and not _is_ancestor(old, new):
                 problems.extend(_rewritten(old, new))
-            problems.extend(_check_commits(old, new, blobs, checked))
+            problems.extend(_check_commits(old, new, blobs, checked, given))
     finally:
         blobs.close()
+    if given and branch_exists:
+        problems.extend(_given_on_the_branch(branch, given))
+    return problems
+
+
+def _given_on_the_branch(branch: str, given: _Given) -> list[Problem]:
+    """Pushed receipts whose ids a batch on the branch gives already (the receipts index
+    of this repository, at the branch's head: the objects git keeps in quarantine during
+    the push are not among those it reads)."""
+    try:
+        with StateRepo.discover(Path.cwd(), branch) as repo:
+            holding = batches_holding(repo, given)
+    except (GitgwError, OSError, sqlite3.Error) as exc:
+        reason = f"cannot compare the pushed receipts with the branch's: {exc}"
+        return [Problem("(receipts)", reason)]
+    problems = []
+    for record, where in sorted(holding.items()):
+        path, commit = given[record]
+        if where != path:
+            reason = f"record {record} is given again (first in {where})"
+            problems.append(Problem(path, reason, commit))
     return problems
 
 

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 
 from gitgw._collector import collector_paused
 from gitgw.concepts.checks import check_file, is_add_only
-from gitgw.concepts.index import Index
-from gitgw.concepts.receipts import RECEIPTS_INDEX
+from gitgw.concepts.receipts import batches_holding
 from gitgw.concepts.store import CONFIG_PATH
 from gitgw.errors import GitgwError, InvalidRecord
 from gitgw.records import KINDS, kind_of
@@ -313,17 +312,12 @@ def check_commits(
 def _given_before(repo: StateRepo, given: dict[str, tuple[str, str]]) -> list[Problem]:
     """A receipt of the new batches whose id a batch on the branch gives already."""
     problems = []
-    ids = sorted(given)
-    with Index(repo, RECEIPTS_INDEX).connect() as db:
-        for start in range(0, len(ids), 500):  # SQLite's limit on parameters
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT id, path FROM receipts WHERE id IN ({marks}) ORDER BY id"
-            for record, where in db.execute(query, chunk):
-                path, commit = given[record]
-                if where != path:
-                    reason = f"record {record} is given again (first in {where})"
-                    problems.append(Problem(path, commit, reason))
+    for record, where in sorted(batches_holding(repo, given).items()):
+        path, commit = given[record]
+        if where != path:
+            problems.append(
+                Problem(path, commit, f"record {record} is given again (first in {where})")
+            )
     return problems
 
 
