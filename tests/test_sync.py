@@ -268,11 +268,13 @@ def test_a_file_deleted_on_one_side_and_changed_on_the_other_is_reported(
     )  # fmt: skip
 
     # The other machine is told too when it takes the merge in.
-    ran = run_cli("--repo", str(a), "sync", "--json")
+    ran = run_cli("--repo", str(a), "sync")
     assert ran.exit_code == 0, ran.stderr
-    data = json.loads(ran.stdout)["data"]
-    assert data["action"] == "fast-forward"
-    assert [c["path"] for c in data["arrived"]] == [WORKFLOW]
+    assert ran.stdout.startswith("fast-forward:")
+    assert ran.stdout.splitlines()[1:] == [
+        f"conflict: {WORKFLOW} was deleted on one machine and changed on another, and a "
+        "sync elsewhere kept the change (delete it again if it should go)"
+    ]
     assert read(a, WORKFLOW) == changed
     assert_sound(a, b)
 
