@@ -72,6 +72,14 @@ def pair(tmp_path: Path, server: GitServer) -> tuple[Path, Path]:
     return a, b
 
 
+def pair_with_a_pushed_record(tmp_path: Path, server: GitServer) -> tuple[Path, Path, str]:
+    """`pair`, then a consent grant added on `a` and pushed; the record's path."""
+    a, b = pair(tmp_path, server)
+    record = add_consent(a)
+    assert sync(a)["action"] == "pushed"
+    return a, b, record
+
+
 def add_consent(path: Path, subject: str = "provider:openai") -> str:
     """Add one consent grant on `path`'s state branch; the record's path."""
     clock = default_clock()
@@ -514,9 +522,7 @@ def test_a_server_that_cannot_move_its_branch_is_named_not_called_busy(
 def test_local_history_a_sync_would_refuse_to_take_in_is_not_pushed(
     tmp_path: Path, git_server: GitServer
 ) -> None:
-    a, b = pair(tmp_path, git_server)
-    record = add_consent(a)
-    assert sync(a)["action"] == "pushed"
+    a, b, record = pair_with_a_pushed_record(tmp_path, git_server)
     assert sync(b)["action"] == "fast-forward"
     # On a, someone edits the record with plain git (no hook on this server to refuse it).
     worktree = tmp_path / "edit"
@@ -589,9 +595,7 @@ def test_a_remote_pointed_at_a_new_server_is_no_rewrite(
 
 
 def test_a_remote_that_is_only_ahead_is_no_rewrite(tmp_path: Path, git_server: GitServer) -> None:
-    a, b = pair(tmp_path, git_server)
-    add_consent(a)
-    assert sync(a)["action"] == "pushed"
+    a, b, _record = pair_with_a_pushed_record(tmp_path, git_server)
     assert sync(b)["action"] == "fast-forward"
     add_consent(b)
     assert sync(b)["action"] == "pushed"
@@ -603,9 +607,7 @@ def test_a_remote_that_is_only_ahead_is_no_rewrite(tmp_path: Path, git_server: G
 def test_a_remote_rewritten_without_changing_a_record_is_named(
     tmp_path: Path, git_server: GitServer
 ) -> None:
-    a, _b = pair(tmp_path, git_server)
-    record = add_consent(a)
-    assert sync(a)["action"] == "pushed"
+    a, _b, record = pair_with_a_pushed_record(tmp_path, git_server)
     drop_the_last_commit_on(git_server, tmp_path / "rewriter")
     git("fetch", "-q", "origin", cwd=a)
     ran = run_cli("--repo", str(a), "verify")
@@ -616,9 +618,7 @@ def test_a_remote_rewritten_without_changing_a_record_is_named(
 def test_a_record_deleted_by_commits_the_remote_is_ahead_with_is_named(
     tmp_path: Path, git_server: GitServer
 ) -> None:
-    a, _b = pair(tmp_path, git_server)
-    record = add_consent(a)
-    assert sync(a)["action"] == "pushed"
+    a, _b, record = pair_with_a_pushed_record(tmp_path, git_server)
     # Someone deletes the record in a new commit on the server, a fast-forward.
     clone = tmp_path / "deleter"
     git("clone", "-q", "--branch", BRANCH, git_server.url(), str(clone))
@@ -634,9 +634,7 @@ def test_a_record_deleted_by_commits_the_remote_is_ahead_with_is_named(
 def test_a_force_push_known_only_to_the_tracking_refs_reflog_is_named(
     tmp_path: Path, git_server: GitServer
 ) -> None:
-    a, _b = pair(tmp_path, git_server)
-    record = add_consent(a)
-    assert sync(a)["action"] == "pushed"
+    _a, _b, record = pair_with_a_pushed_record(tmp_path, git_server)
     # c fetches the head holding the record, without a branch of its own yet.
     c = tmp_path / "c"
     git("init", "-q", str(c))
@@ -653,9 +651,7 @@ def test_a_force_push_known_only_to_the_tracking_refs_reflog_is_named(
 
 
 def test_rewritten_remote_history_is_refused(tmp_path: Path, git_server: GitServer) -> None:
-    a, b = pair(tmp_path, git_server)
-    record = add_consent(a)
-    assert sync(a)["action"] == "pushed"
+    a, b, record = pair_with_a_pushed_record(tmp_path, git_server)
     assert sync(b)["action"] == "fast-forward"
     a_before, b_before = head(a), head(b)
 
@@ -698,9 +694,7 @@ def test_rewritten_remote_history_is_refused(tmp_path: Path, git_server: GitServ
 def test_incoming_commits_that_break_the_rules_are_not_taken_in(
     tmp_path: Path, git_server: GitServer, change: str, reason: str
 ) -> None:
-    a, b = pair(tmp_path, git_server)
-    record = add_consent(a)
-    assert sync(a)["action"] == "pushed"
+    _a, b, record = pair_with_a_pushed_record(tmp_path, git_server)
     b_before = head(b)
     # A plain git push to a server without gitgw's pre-receive hook: a new commit on top.
     clone = tmp_path / "careless"

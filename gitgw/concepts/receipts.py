@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -259,17 +259,23 @@ def locate(repo: StateRepo, receipt_id: str) -> ReceiptRow | None:
     return None if row is None else ReceiptRow.of(row)
 
 
-def batches_holding(repo: StateRepo, receipt_ids: Iterable[str]) -> dict[str, str]:
-    """The batch file on the branch's head that holds each of `receipt_ids` the index
-    knows (for the check that a new batch gives no receipt the branch holds already)."""
-    ids = sorted(set(receipt_ids))
-    found: dict[str, str] = {}
+def given_again(receipt_id: str, where: str) -> str:
+    """The reason a batch may not give receipt `receipt_id`, which `where` gives first."""
+    return f"record {receipt_id} is given again (first in {where})"
+
+
+def given_before(repo: StateRepo, batch_of: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(receipt id, the batch file holding it) for each id in `batch_of` (a new receipt's
+    id: the batch that gives it) that another batch on the branch's head gives already,
+    as the receipts index knows them: a second one would stand for the first."""
+    ids = sorted(batch_of)
+    found: list[tuple[str, str]] = []
     with Index(repo, RECEIPTS_INDEX).connect() as db:
         for start in range(0, len(ids), 500):  # SQLite's limit on parameters
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT id, path FROM receipts WHERE id IN ({marks})"
-            found.update(db.execute(query, chunk).fetchall())
+            query = f"SELECT id, path FROM receipts WHERE id IN ({marks}) ORDER BY id"
+            found.extend(row for row in db.execute(query, chunk) if row[1] != batch_of[row[0]])
     return found
 
 
@@ -297,4 +303,4 @@ def find(repo: StateRepo, receipt_id: str) -> Located:
     raise not_found(receipt_id)
 
 
-__all__ += ["batches_holding", "locate", "not_found"]
+__all__ += ["given_again", "given_before", "locate", "not_found"]

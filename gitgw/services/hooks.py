@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitgw.concepts import receipts
 from gitgw.concepts.checks import check_file, is_add_only
-from gitgw.concepts.receipts import batches_holding
 from gitgw.concepts.secrets import scan
 from gitgw.errors import GitgwError, InvalidRecord
 from gitgw.records import parse_file
@@ -220,7 +220,7 @@ def _check_commits(
                 for record in parsed.batch_ids():
                     first = given.setdefault(record, (change.path, commit))
                     if first != (change.path, commit):  # twice in this push
-                        reason = f"record {record} is given again (first in {first[0]})"
+                        reason = receipts.given_again(record, first[0])
                         problems.append(Problem(change.path, reason, commit))
         for parent in parents:
             for change in diffs[(commit, parent)]:
@@ -264,19 +264,17 @@ def _given_on_the_branch(branch: str, given: _Given) -> list[Problem]:
     """Pushed receipts whose ids a batch on the branch gives already (the receipts index
     of this repository, at the branch's head: the objects git keeps in quarantine during
     the push are not among those it reads)."""
+    batch_of = {record: path for record, (path, _) in given.items()}
     try:
         with StateRepo.discover(Path.cwd(), branch) as repo:
-            holding = batches_holding(repo, given)
+            found = receipts.given_before(repo, batch_of)
     except (GitgwError, OSError, sqlite3.Error) as exc:
         reason = f"cannot compare the pushed receipts with the branch's: {exc}"
         return [Problem("(receipts)", reason)]
-    problems = []
-    for record, where in sorted(holding.items()):
-        path, commit = given[record]
-        if where != path:
-            reason = f"record {record} is given again (first in {where})"
-            problems.append(Problem(path, reason, commit))
-    return problems
+    return [
+        Problem(given[record][0], receipts.given_again(record, where), given[record][1])
+        for record, where in found
+    ]
 
 
 def _is_ancestor(old: str, new: str) -> bool:

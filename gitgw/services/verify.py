@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from gitgw._collector import collector_paused
+from gitgw.concepts import receipts
 from gitgw.concepts.checks import check_file, is_add_only
-from gitgw.concepts.receipts import batches_holding
 from gitgw.concepts.store import CONFIG_PATH
 from gitgw.errors import GitgwError, InvalidRecord
 from gitgw.records import KINDS, kind_of
@@ -184,7 +184,7 @@ class _Checker:
                 if where is None:
                     first[record] = (path, commit)
                 else:
-                    reason = f"record {record} is given again (first in {where[0]})"
+                    reason = receipts.given_again(record, where[0])
                     self.found.append((seq, Problem(path, commit, reason)))
         self.batches.clear()
 
@@ -300,7 +300,7 @@ def check_commits(
     finally:
         files.close()
         repo.trees.odd = None
-    if head is not None and checker.mutable_changed is not None:
+    if head is not None and checker.mutable_changed:
         report.problems.extend(_mutable_changed_at(repo, head, checker.mutable_changed))
     if head is not None and checker.given and known == [repo.head()]:
         # Taking commits in (a sync): the receipts index reflects the branch's head,
@@ -311,24 +311,18 @@ def check_commits(
 
 def _given_before(repo: StateRepo, given: dict[str, tuple[str, str]]) -> list[Problem]:
     """A receipt of the new batches whose id a batch on the branch gives already."""
-    problems = []
-    for record, where in sorted(batches_holding(repo, given).items()):
-        path, commit = given[record]
-        if where != path:
-            problems.append(
-                Problem(path, commit, f"record {record} is given again (first in {where})")
-            )
-    return problems
+    batch_of = {record: path for record, (path, _) in given.items()}
+    return [
+        Problem(given[record][0], given[record][1], receipts.given_again(record, where))
+        for record, where in receipts.given_before(repo, batch_of)
+    ]
 
 
 def _mutable_changed_at(repo: StateRepo, head: str, paths: set[str]) -> list[Problem]:
     """The problems of the mutable files at `paths` as they are at `head`, and any name
-    a tree holding mutable files gives twice there."""
-    root = repo.tree_of(head)
-    problems = [
-        Problem(path, _last_change(repo, head, path), "the tree holds this name twice")
-        for path in (_names_twice(repo, root) if root is not None else ())
-    ]
+    a tree holding mutable files gives twice there (a commit that makes one changes a
+    mutable path too)."""
+    problems = _named_twice_at(repo, head)
     for path in sorted(paths):
         data = repo.read(path, head)
         if data is None:
@@ -367,13 +361,17 @@ def _names_twice(repo: StateRepo, tree: bytes, prefix: str = "") -> Iterator[str
             yield from _names_twice(repo, sha, f"{prefix}{top}/")
 
 
-def _check_mutable_at_head(checker: _Checker, head: str, secrets: bool) -> list[Problem]:
-    repo, report = checker.repo, checker.report
+def _named_twice_at(repo: StateRepo, head: str) -> list[Problem]:
     root = repo.tree_of(head)
-    problems = [
+    return [
         Problem(path, _last_change(repo, head, path), "the tree holds this name twice")
         for path in (_names_twice(repo, root) if root is not None else ())
     ]
+
+
+def _check_mutable_at_head(checker: _Checker, head: str, secrets: bool) -> list[Problem]:
+    repo, report = checker.repo, checker.report
+    problems = _named_twice_at(repo, head)
     for path, blob_id in _mutable_candidates(repo, head):
         found = kind_of(path)
         if found is None or found[0].add_only:
